@@ -1,0 +1,193 @@
+"""``srbench eval``: PSNR/SSIM per image and mean, with per-image runtime and peak memory, on named datasets.
+
+Usage::
+
+    srbench eval --model lgvan --dataset set14 --data-root ../shared/data
+    srbench eval --model lgvan,rfdn --dataset set5,set14 --limit 3
+    srbench eval --dataset lsdir                       # every zoo model with a checkpoint here
+    srbench eval --model rfdn --hr my/HR --lr my/LR_x4 --save-sr out/
+    srbench eval --model lgvan --dataset div2k-valid --resume   # continue an interrupted run
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.table import Table
+
+from sr_bench.cli import output
+from sr_bench.cli.options import (
+    DataRangeOpt,
+    DeviceOpt,
+    ExecOpt,
+    JsonOpt,
+    ModelArgsOpt,
+    ProtocolOpt,
+    ResultsOpt,
+    ScaleOpt,
+    ThreadsOpt,
+    WeightsOpt,
+)
+from sr_bench.errors import UsageError
+from sr_bench.evaluate import EvalEvent, EvalOptions, EvalResult, evaluate_all
+from sr_bench.paths import data_root as default_data_root
+from sr_bench.paths import results_dir
+from sr_bench.results import atomic_write_json
+
+MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
+
+
+def _names(text: str | None) -> list[str]:
+    return [n.strip() for n in (text or "").split(",") if n.strip()]
+
+
+def eval_cmd(
+    model: Annotated[
+        Optional[str],
+        typer.Option("--model", "-m", help="Model(s), comma-separated (default: every zoo model with a checkpoint here)."),
+    ] = None,
+    dataset: Annotated[
+        Optional[str],
+        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (div2k/lsdir = test split if present, else valid)."),
+    ] = None,
+    data_root: Annotated[
+        Optional[Path], typer.Option("--data-root", help="Where named datasets live (default: $SRBENCH_DATA or ./datasets).")
+    ] = None,
+    hr: Annotated[Optional[Path], typer.Option("--hr", help="A folder of HR images (evaluated as dataset 'custom').")] = None,
+    lr: Annotated[
+        Optional[Path], typer.Option("--lr", help="Its LR folder, matched by name with or without x{scale} (default: generate).")
+    ] = None,
+    scale: ScaleOpt = None,
+    weights: WeightsOpt = None,
+    data_range: DataRangeOpt = None,
+    model_args: ModelArgsOpt = None,
+    device: DeviceOpt = "auto",
+    protocol: ProtocolOpt = "robust",
+    exec_mode: ExecOpt = "auto",
+    threads: ThreadsOpt = None,
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N images of each dataset.")] = None,
+    tile: Annotated[Optional[int], typer.Option("--tile", min=8, help="Run the model on LR tiles of N×N pixels (large images, out of memory).")] = None,
+    tile_overlap: Annotated[int, typer.Option("--tile-overlap", min=0, help="LR pixels shared by neighbouring tiles.")] = 32,
+    save_sr: Annotated[
+        Optional[Path], typer.Option("--save-sr", help="Save SR images as PNG under DIR/<model>_x<scale>/<dataset>/.")
+    ] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Record unreadable images and go on instead of stopping.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its per-image log.")] = False,
+    json_path: JsonOpt = None,
+    results: ResultsOpt = None,
+) -> None:
+    """Evaluate models on datasets: per-image and mean PSNR/SSIM (RGB and Y), per-image runtime, peak memory.
+
+    Example: srbench eval --model lgvan --dataset set14 --data-root ../shared/data
+    """
+    models, datasets = _names(model), _names(dataset)
+    if json_path is not None and (len(models) != 1 or len(datasets) + (hr is not None) != 1):
+        raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
+    options = EvalOptions(
+        results_dir=results_dir(results),
+        protocol=protocol,
+        exec=exec_mode,
+        threads=threads,
+        limit=limit,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        save_sr=save_sr,
+        skip_bad=skip_bad,
+        resume=resume,
+    )
+    with _ProgressView() as view:
+        runs = evaluate_all(
+            models or None,
+            datasets,
+            options,
+            data_root=default_data_root(data_root),
+            hr_dir=hr,
+            lr_dir=lr,
+            scale=scale,
+            weights=weights,
+            data_range=data_range,
+            model_args=model_args,
+            device=device,
+            progress=view.update,
+        )
+    for run in runs:
+        _render(run)
+    if json_path is not None:
+        atomic_write_json(json_path, runs[0].record)
+        output.info(f"record written to {json_path}")
+
+
+class _ProgressView:
+    """A rich progress bar per (model, dataset) on stderr, with ETA and the running mean PSNR."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[psnr]}"),
+            TimeRemainingColumn(),
+            console=output.err,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _ProgressView:
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.__exit__(*exc)
+
+    def update(self, event: EvalEvent) -> None:
+        psnr = "" if event.mean_psnr is None else f"mean PSNR {event.mean_psnr:.2f} dB"
+        if event.kind == "notice":
+            output.notice(event.message)  # the same console as the bar: printed above it
+        elif event.kind == "start":
+            self._task = self._progress.add_task(
+                f"{event.model} on {event.dataset}", total=event.total, completed=event.done, psnr=psnr
+            )
+        elif self._task is not None:
+            self._progress.update(self._task, completed=event.done, psnr=psnr)
+            if event.kind == "skip":
+                output.warning(f"skipped unreadable image {event.message}")
+
+
+def _fmt(value: float, digits: int) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _render(run: EvalResult) -> None:
+    rec = run.record
+    alias = f" (for '{rec['dataset_requested']}')" if rec["dataset_requested"] not in (rec["dataset"], None) and rec["data"]["expected"] else ""
+    title = (
+        f"{rec['model']} x{rec['scale']} on {rec['dataset']}{alias} — {rec['device']}, protocol {rec['protocol']}, "
+        f"exec {rec['exec']['label']}, LR {rec['data']['lr_source']}"
+    )
+    table = Table(title=title, caption=f"PSNR/SSIM with a {rec['crop_border']}-pixel border crop; runtime per image")
+    for column in ("image", "LR (H×W)", "PSNR RGB", "SSIM RGB", "PSNR Y", "SSIM Y", "runtime (ms)"):
+        table.add_column(column, justify="left" if column == "image" else "right")
+    for row in rec["images"]:
+        table.add_row(escape(row["name"]), "×".join(map(str, row["lr_size"])), _fmt(row["psnr_rgb"], 2), _fmt(row["ssim_rgb"], 4),
+                      _fmt(row["psnr_y"], 2), _fmt(row["ssim_y"], 4), _fmt(row["runtime_ms"], 2))
+    mean = rec["mean"]
+    table.add_section()
+    table.add_row("[bold]mean[/]", "", _fmt(mean["psnr_rgb"], 2), _fmt(mean["ssim_rgb"], 4), _fmt(mean["psnr_y"], 2),
+                  _fmt(mean["ssim_y"], 4), _fmt(mean["runtime_ms"], 2))
+    output.out.print(table)
+    rt = rec["runtime_ms"]
+    memory = rec["memory_mib"]
+    memory_text = "-" if memory is None else f"{memory:.2f} MiB ({MEMORY_LABEL.get(rec['memory']['memory_kind'], '')})"
+    output.out.print(
+        f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} images "
+        f"({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    for bad in rec["skipped"]:
+        output.warning(f"skipped {bad['name']}: {bad['error']}")
+    output.info(f"record saved: {run.path} (per-image log: {rec['run_log']})")

@@ -1,0 +1,106 @@
+"""``srbench report``: the challenge table from the stored run records.
+
+Usage::
+
+    srbench report                                        # rich table of ntire-valid / ntire-test records
+    srbench report --val set5 --test none --format md
+    srbench report --val div2k-valid --test none --flops ntire2023 --out results.txt
+    srbench report --score 2024 --baseline rlfn --extra ssim,y --plot psnr_runtime.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from sr_bench.cli import output
+from sr_bench.cli.options import ResultsOpt
+from sr_bench.errors import UsageError
+from sr_bench.paths import results_dir
+from sr_bench.report import (
+    EXTRAS,
+    FLOPS_CONVENTIONS,
+    FORMATS,
+    ORDERS,
+    format_for_path,
+    load_table,
+    render,
+    to_rich,
+)
+from sr_bench.results import atomic_write_text
+
+NONE_WORDS = ("", "none", "-")
+
+
+def report(
+    results: ResultsOpt = None,
+    val: Annotated[
+        str, typer.Option("--val", help="Dataset of the Val columns (as recorded by 'srbench eval').")
+    ] = "ntire-valid",
+    test: Annotated[
+        str, typer.Option("--test", help="Dataset of the Test/Ave columns; 'none' for a val-only table.")
+    ] = "ntire-test",
+    fmt: Annotated[
+        Optional[str],
+        typer.Option("--format", "-f", help=f"rich, {', '.join(FORMATS)} (default: rich, or from the --out suffix)."),
+    ] = None,
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the table to this file.")] = None,
+    flops: Annotated[str, typer.Option("--flops", help=f"FLOPs convention: {'|'.join(FLOPS_CONVENTIONS)}.")] = "fvcore",
+    extra: Annotated[
+        Optional[list[str]],
+        typer.Option("--extra", "-x", help=f"Extra columns, comma-separated or repeated: {','.join(EXTRAS)}."),
+    ] = None,
+    score: Annotated[Optional[int], typer.Option("--score", help="Add NTIRE scores: 2024, 2025 or 2026.")] = None,
+    baseline: Annotated[Optional[str], typer.Option("--baseline", help="Model the score is relative to.")] = None,
+    order: Annotated[
+        str,
+        typer.Option("--order", help=f"Row order: {'|'.join(ORDERS)} (created = first recorded, as officially)."),
+    ] = "created",
+    plot: Annotated[
+        Optional[Path], typer.Option("--plot", help="Also save the PSNR-vs-runtime figure (.png/.pdf/.svg).")
+    ] = None,
+) -> None:
+    """Build the NTIRE challenge table (PSNR, runtime, params, FLOPs, activations, memory, #conv) from run records.
+
+    Example: srbench report --val div2k-valid --test none --flops ntire2023 --out results.txt
+    """
+    chosen = _output_format(fmt, out_path)
+    table, warnings = load_table(
+        results_dir(results),
+        val=val,
+        test=None if test.lower() in NONE_WORDS else test,
+        flops=flops,
+        extras=[name.strip() for item in extra or [] for name in item.split(",") if name.strip()],
+        score=score,
+        baseline=baseline,
+        order=order,
+    )
+    for message in warnings:
+        output.warning(message)
+    if plot is not None:
+        from sr_bench.plot import plot_psnr_runtime
+
+        for message in plot_psnr_runtime(table, plot, baseline=baseline):
+            output.warning(message)
+        output.info(f"wrote {plot}")
+    if chosen == "rich":
+        output.out.print(to_rich(table), crop=False)  # a table wider than the console overflows, never cut
+    elif out_path is not None:
+        atomic_write_text(out_path, render(table, chosen))
+        output.info(f"wrote {out_path}")
+    else:
+        output.raw(render(table, chosen))  # exact text: rich would expand the txt format's tabs
+
+
+def _output_format(fmt: str | None, out_path: Path | None) -> str:
+    """``--format`` wins; else the ``--out`` suffix; else the rich console table."""
+    if fmt is None:
+        return format_for_path(out_path) if out_path is not None else "rich"
+    fmt = fmt.lower()
+    if fmt not in ("rich", *FORMATS):
+        raise UsageError(f"unknown format {fmt!r}: use one of rich, {', '.join(FORMATS)}")
+    if fmt == "rich" and out_path is not None:
+        raise UsageError("the rich table is for the console: pick --format txt, md, csv or json with --out")
+    return fmt

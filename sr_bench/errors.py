@@ -1,0 +1,47 @@
+"""One exception family for everything a user can get wrong.
+
+Library code raises these; the CLI prints ``Error: <message>`` on stderr and exits non-zero without a
+traceback. Each message is one line that says what is wrong and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class SrBenchError(Exception):
+    """Base class: the message is the complete one-line text shown to the user."""
+
+    exit_code: int = 1
+
+
+class UnknownModelError(SrBenchError):
+    """A model name that is neither registered nor a ``file.py:Class`` path."""
+
+
+class ModelSpecError(SrBenchError):
+    """A model spec or a request that does not fit it (unsupported scale, bad kwargs, bad user model)."""
+
+
+class CheckpointError(SrBenchError):
+    """A checkpoint that is missing, corrupt, unsafe or does not fit the architecture."""
+
+
+class DownloadError(SrBenchError):
+    """A download that failed or delivered the wrong bytes; nothing half-written is left behind."""
+
+
+class DatasetError(SrBenchError):
+    """A dataset that is missing, empty, unreadable or inconsistent."""
+
+
+class DeviceError(SrBenchError):
+    """A device that does not exist, is unavailable, or ran out of memory."""
+
+
+class ResultsError(SrBenchError):
+    """A results folder or record that cannot be read or written."""
+
+
+class UsageError(SrBenchError):
+    """Options that are malformed or cannot be combined."""
+
+    exit_code = 2

@@ -1,0 +1,128 @@
+"""Image files and the uint8 <-> tensor conversions of the official NTIRE ESR pipeline.
+
+The official harness reads with OpenCV (``cv2.imread`` then BGR->RGB, grayscale -> three equal channels), feeds
+``uint8 / (255 / data_range)`` as float32, and turns the output back into uint8 with
+``np.uint8((clamp(sr, 0, data_range) * 255.0 / data_range).round())`` on float32 numpy. srbench reads with Pillow
+(no OpenCV dependency) and reproduces those values bit for bit:
+
+* 8-bit gray, RGB, RGBA, gray+alpha, palette: alpha dropped without compositing, palette expanded, gray
+  replicated -- what OpenCV's PNG reader gives with ``IMREAD_COLOR`` (libpng ``strip_alpha``, ``palette_to_rgb``,
+  ``gray_to_rgb``).
+* 16-bit PNG: reduced to 8 bits by keeping the high byte (``v >> 8``), as OpenCV does with ``IMREAD_COLOR``
+  (libpng ``png_set_strip_16``), not ``round(v / 257)``; the two differ for about half of the high values.
+* EXIF orientation is ignored, as the official ``IMREAD_UNCHANGED`` read ignores it.
+
+Example::
+
+    hr = modcrop(read_rgb_u8("Set5/HR/baby.png"), 4)
+    lr = to_input(read_rgb_u8("Set5/LR_bicubic/X4/babyx4.png"), data_range=1.0, device="cpu")
+    sr_u8 = to_uint8(model(lr), data_range=1.0)     # (3, H, W) uint8 tensor
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import DatasetError, ResultsError
+
+_SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L"}
+
+
+def read_rgb_u8(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB, exactly as the official pipeline sees it.
+
+    Raises ``DatasetError`` naming the file when it is missing, truncated, corrupt or of an unsupported kind.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return _to_rgb_u8(im, path)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise DatasetError(f"cannot read image {path}: {reason}; replace or re-download the file") from exc
+
+
+def _to_rgb_u8(im: Image.Image, path: Path) -> np.ndarray:
+    """Convert a loaded Pillow image to (H, W, 3) uint8 with OpenCV's ``IMREAD_COLOR`` semantics."""
+    # Pillow 10+ opens 16-bit gray PNGs as I;16, older ones as 32-bit I; colour 16-bit PNGs already arrive as
+    # 8-bit high bytes (Pillow unpacks them the way libpng's strip_16 does).
+    if im.mode in _SIXTEEN_BIT_GRAY or (im.mode == "I" and im.format == "PNG"):
+        gray = (np.asarray(im).astype(np.uint32) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if im.mode in ("I", "F"):
+        raise DatasetError(
+            f"cannot read image {path}: 32-bit {'integer' if im.mode == 'I' else 'float'} pixels are not an "
+            "8- or 16-bit image; convert it to an 8-bit PNG"
+        )
+    return np.array(im.convert("RGB"), dtype=np.uint8)
+
+
+def write_png(path: str | os.PathLike[str], rgb_u8: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 RGB as PNG atomically: a temporary file in the same folder, then a rename.
+
+    A crash or a full disk never leaves a half-written PNG under the final name (an evaluation that resumes
+    would otherwise trust it). Raises ``ResultsError`` when the file cannot be written.
+    """
+    if rgb_u8.dtype != np.uint8 or rgb_u8.ndim != 3 or rgb_u8.shape[2] != 3:
+        raise TypeError(f"write_png expects an (H, W, 3) uint8 array, got {rgb_u8.dtype} {rgb_u8.shape}")
+    path = Path(path)
+    tmp_name = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
+            tmp_name = f.name
+            Image.fromarray(np.ascontiguousarray(rgb_u8)).save(f, format="PNG")
+        os.replace(tmp_name, path)
+    except OSError as exc:
+        if tmp_name is not None:
+            Path(tmp_name).unlink(missing_ok=True)
+        raise ResultsError(f"cannot write image {path}: {exc}; check the folder's permissions and free space") from exc
+
+
+def modcrop(rgb_u8: np.ndarray, scale: int) -> np.ndarray:
+    """Crop (H, W, ...) to multiples of ``scale``, keeping the top-left corner (the official ``modcrop``)."""
+    if scale < 1:
+        raise ValueError(f"modcrop scale must be >= 1, got {scale}")
+    h, w = rgb_u8.shape[:2]
+    return rgb_u8[: h - h % scale, : w - w % scale]
+
+
+def to_input(
+    rgb_u8: np.ndarray, data_range: float, device: str | torch.device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, H, W) model input holding ``u8 / (255 / data_range)``.
+
+    Bit-identical to the official ``uint2tensor4`` (float32 division by float32(255 / data_range)) on any device:
+    the division runs in float64 and is rounded once to float32, which equals the correctly rounded float32
+    quotient (GPU kernels may otherwise multiply by a reciprocal and differ in the last bit).
+    """
+    divisor = float(np.float32(255.0 / data_range))
+    u8 = torch.from_numpy(np.array(rgb_u8, dtype=np.uint8, order="C")).to(device)  # a copy: inputs may be read-only
+    x = (u8.permute(2, 0, 1).unsqueeze(0).to(torch.float64) / divisor).to(torch.float32)
+    return x.to(dtype).contiguous()
+
+
+def to_uint8(sr: torch.Tensor, data_range: float) -> torch.Tensor:
+    """Model output (1, 3, H, W) or (3, H, W) -> (3, H, W) uint8 on the same device, as the official harness.
+
+    Official: ``np.uint8((sr.float().clamp(0, data_range) * 255.0 / data_range).round())`` in float32 numpy,
+    i.e. two float32 roundings, then round half to even. Each float32 step here is computed in float64 and
+    rounded to float32, which gives the correctly rounded float32 result, so the bytes match on every device.
+    """
+    if sr.dim() == 4:
+        if sr.shape[0] != 1:
+            raise ValueError(f"to_uint8 expects one image, got a batch of {sr.shape[0]}")
+        sr = sr[0]
+    if sr.dim() != 3 or sr.shape[0] != 3:
+        raise ValueError(f"to_uint8 expects (1, 3, H, W) or (3, H, W), got {tuple(sr.shape)}")
+    x = sr.detach().float().clamp(0, data_range)
+    scaled = (x.double() * 255.0).float()
+    scaled = (scaled.double() / float(np.float32(data_range))).float()
+    return torch.round(scaled).to(torch.uint8)

@@ -1,0 +1,316 @@
+"""From a name on the command line to a ready ``nn.Module``: zoo models and user models alike.
+
+``resolve_model`` accepts a registered name (``lgvan``) or a user model as ``path/to/file.py:ClassName``,
+builds it, finds and loads its checkpoint (see ``sr_bench.weights``), and returns the module with the
+facts every measurement record needs (spec, scale, input range, checkpoint path and hash).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sr_bench import weights as checkpoint_io
+from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError
+from sr_bench.zoo import ModelSpec, get_spec
+
+# Constructor arguments that receive ``--scale`` for a user model when the caller did not set them.
+SCALE_ARG_NAMES = ("scale", "upscale", "upscale_factor", "upscaling_factor")
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Which weights a model carries; ``verified`` is None when no official hash exists to compare with."""
+
+    path: Path | None
+    sha256: str | None
+    verified: bool | None
+    key: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path) if self.path else None,
+            "sha256": self.sha256,
+            "verified": self.verified,
+            "key": self.key,
+        }
+
+
+@dataclass
+class LoadedModel:
+    """A built model plus the facts about it that measurements record."""
+
+    module: nn.Module
+    spec: ModelSpec
+    scale: int
+    data_range: float
+    checkpoint: CheckpointInfo
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def pretrained(self) -> bool:
+        return self.checkpoint.path is not None
+
+
+def is_user_model(name: str) -> bool:
+    return ":" in name and name.rsplit(":", 1)[0].endswith(".py")
+
+
+def resolve_model(
+    name_or_path: str,
+    scale: int | None = None,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    data_range: float | None = None,
+    model_args: str | Mapping[str, object] | None = None,
+    require_weights: bool = False,
+) -> LoadedModel:
+    """Build a zoo or user model, load its checkpoint when one is found, and move it to ``device``.
+
+    Without a checkpoint the model keeps its random initialisation and a notice says so (fine for FLOPs
+    and runtime); ``require_weights=True`` (quality evaluation) turns that into an error.
+    """
+    explicit = Path(weights).expanduser() if weights is not None else None
+    kwargs = parse_model_args(model_args)
+    if is_user_model(name_or_path):
+        spec = user_model_spec(name_or_path, scale, data_range, kwargs)
+    else:
+        if kwargs:
+            raise ModelSpecError("--model-args applies to user models (file.py:Class) only")
+        spec = get_spec(name_or_path)
+        if data_range is not None and data_range != spec.data_range:
+            raise ModelSpecError(
+                f"model {spec.name!r} works in [0, {spec.data_range:g}]; --data-range {data_range:g} would ruin its "
+                "output — drop --data-range for zoo models"
+            )
+    scale = spec.check_scale(scale)
+    module = spec.build(scale)
+    ckpt_spec = spec.checkpoint(scale)
+    notices: list[str] = []
+    path = checkpoint_io.find_checkpoint(ckpt_spec, explicit)
+    if path is None:
+        info = CheckpointInfo(None, None, None)
+        how = _how_to_get(spec, scale)
+        if require_weights:
+            raise CheckpointError(f"no checkpoint for {spec.name} x{scale}: {how}")
+        notices.append(f"{spec.name} x{scale}: no checkpoint found, using random weights ({how})")
+    else:
+        info = _load_into(module, spec, scale, path, notices)
+    return LoadedModel(module.to(torch.device(device)).eval(), spec, scale, spec.data_range, info, notices)
+
+
+def load_model(
+    name_or_path: str,
+    scale: int = 4,
+    weights: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> nn.Module:
+    """The model as an ``nn.Module`` in eval mode, with its checkpoint loaded when one is found.
+
+    >>> model = load_model("rfdn")   # doctest: +SKIP
+    """
+    return resolve_model(name_or_path, scale=scale, weights=weights, device=device).module
+
+
+def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, notices: list[str]) -> CheckpointInfo:
+    ckpt_spec = spec.checkpoint(scale)
+    key = ckpt_spec.key if ckpt_spec else None
+    raw = checkpoint_io.read_checkpoint(path)
+    state = checkpoint_io.unwrap_state_dict(raw, key=key, source=str(path))
+    checkpoint_io.load_strict(module, state, source=str(path), model_name=f"{spec.name} x{scale}")
+    digest = checkpoint_io.sha256_file(path)
+    verified = None
+    if ckpt_spec is not None and ckpt_spec.sha256 is not None:
+        verified = digest == ckpt_spec.sha256
+        if not verified:
+            notices.append(checkpoint_io.hash_mismatch_warning(path, digest, ckpt_spec.sha256))
+    used_key = key if isinstance(raw, Mapping) and key in raw else _wrapper_used(raw)
+    return CheckpointInfo(path.resolve(), digest, verified, used_key)
+
+
+def _wrapper_used(raw: object) -> str | None:
+    if isinstance(raw, Mapping):
+        return next((k for k in checkpoint_io.WRAPPER_KEYS if isinstance(raw.get(k), Mapping)), None)
+    return None
+
+
+def _how_to_get(spec: ModelSpec, scale: int) -> str:
+    ckpt = spec.checkpoint(scale)
+    if spec.origin == "file":
+        return "pass --weights FILE"
+    if ckpt is None:
+        return "no official checkpoint is known; pass --weights FILE"
+    if ckpt.url:
+        return f"run 'srbench weights pull {spec.name}' or pass --weights FILE"
+    return f"{ckpt.note or 'get ' + ckpt.file + ' from its authors'}; or pass --weights FILE"
+
+
+def parse_model_args(model_args: str | Mapping[str, object] | None) -> dict[str, object]:
+    """``--model-args`` as a dict; the string form is a JSON object."""
+    if model_args is None or model_args == "":
+        return {}
+    if isinstance(model_args, Mapping):
+        return dict(model_args)
+    try:
+        parsed = json.loads(model_args)
+    except json.JSONDecodeError as exc:
+        raise ModelSpecError(f"--model-args is not valid JSON ({exc.msg} at char {exc.pos}): {model_args!r}") from None
+    if not isinstance(parsed, dict):
+        raise ModelSpecError(f"--model-args must be a JSON object like '{{\"dim\": 48}}', got {model_args!r}")
+    return parsed
+
+
+def user_model_spec(
+    target: str, scale: int | None, data_range: float | None, kwargs: Mapping[str, object]
+) -> ModelSpec:
+    """A spec for ``path/to/file.py:ClassName``, so user networks go through every command unchanged."""
+    cls = _import_class(target)
+    scale = 4 if scale is None else scale
+    if scale < 1:
+        raise ModelSpecError(f"--scale must be a positive integer, got {scale}")
+    data_range = 1.0 if data_range is None else float(data_range)
+    if data_range not in (1.0, 255.0):
+        raise ModelSpecError(f"--data-range must be 1 or 255, got {data_range:g}")
+    build_kwargs = dict(kwargs)
+    accepted = _init_params(cls)
+    for arg in SCALE_ARG_NAMES:
+        if arg in accepted and not any(a in build_kwargs for a in SCALE_ARG_NAMES):
+            build_kwargs[arg] = scale
+            break
+
+    def build(_scale: int, **kw: object) -> nn.Module:
+        try:
+            model = cls(**kw)
+        except TypeError as exc:
+            raise ModelSpecError(f"cannot build {target} with arguments {kw}: {exc} (check --model-args)") from None
+        if not isinstance(model, nn.Module):
+            raise ModelSpecError(f"{target} built a {type(model).__name__}, not a torch.nn.Module")
+        return model
+
+    return ModelSpec(
+        name=target,
+        builder=build,
+        scales=(scale,),
+        default_scale=scale,
+        data_range=data_range,
+        description=f"user model {cls.__name__} from {target.rsplit(':', 1)[0]}",
+        builder_kwargs=build_kwargs,
+        origin="file",
+    )
+
+
+def _init_params(cls: type) -> set[str]:
+    try:
+        return set(inspect.signature(cls).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _import_class(target: str) -> type:
+    file_part, _, class_name = target.rpartition(":")
+    path = Path(file_part).expanduser()
+    if not path.is_file():
+        raise UnknownModelError(f"model file not found: {path} (expected --model path/to/file.py:ClassName)")
+    if not class_name.isidentifier():
+        raise UnknownModelError(f"{class_name!r} is not a class name (expected --model path/to/file.py:ClassName)")
+    module_name = f"srbench_user_{abs(hash(path.resolve()))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise UnknownModelError(f"cannot import {path}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file is arbitrary code with arbitrary failures
+        sys.modules.pop(module_name, None)
+        raise UnknownModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        found = sorted(n for n, o in vars(module).items() if inspect.isclass(o) and issubclass(o, nn.Module))
+        hint = f"classes there: {', '.join(found)}" if found else "it defines no nn.Module class"
+        raise UnknownModelError(f"{path} has no class {class_name!r} ({hint})")
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        raise UnknownModelError(f"{path}:{class_name} is not a torch.nn.Module subclass")
+    return cls
+
+
+def check_output_shape(output: torch.Tensor, lr_shape: tuple[int, ...], scale: int, name: str) -> None:
+    """A model whose output is not ``scale`` times its input would make every metric meaningless."""
+    expected = (lr_shape[0], 3, lr_shape[2] * scale, lr_shape[3] * scale)
+    if tuple(output.shape) != expected:
+        raise ModelSpecError(
+            f"{name} returned shape {tuple(output.shape)} for input {tuple(lr_shape)}; expected {expected} "
+            f"at x{scale} — check --scale"
+        )
+
+
+def catalogue(names: list[str] | None = None) -> list[dict]:
+    """One row per (model, scale): what the zoo knows and what is on disk, for listings.
+
+    ``status`` is ``verified`` (official hash matches), ``mismatch`` (a file with another hash),
+    ``found`` (a file, but no official hash to compare with) or ``missing``.
+    """
+    from sr_bench.zoo import list_models
+
+    rows = []
+    for name in names or list_models():
+        spec = get_spec(name)
+        for scale in spec.scales:
+            ckpt = spec.checkpoint(scale)
+            status = checkpoint_io.checkpoint_status(ckpt)
+            rows.append(
+                {
+                    "model": spec.name,
+                    "scale": scale,
+                    "params": spec.param_counts.get(scale),
+                    "data_range": spec.data_range,
+                    "file": ckpt.file if ckpt else None,
+                    "url": checkpoint_io.download_url(ckpt) if ckpt else None,
+                    "expected_sha256": ckpt.sha256 if ckpt else None,
+                    "path": str(status.path) if status.path else None,
+                    "sha256": status.sha256,
+                    "status": _status_word(status),
+                    "note": ckpt.note if ckpt else None,
+                    "description": spec.description,
+                }
+            )
+    return rows
+
+
+def _status_word(status: checkpoint_io.CheckpointStatus) -> str:
+    if status.path is None:
+        return "missing"
+    return {True: "verified", False: "mismatch", None: "found"}[status.verified]
+
+
+def verify_checkpoint(name: str, scale: int) -> dict:
+    """Check one model's checkpoint: the sha256 against the official one, and a strict load into the net.
+
+    Returns the catalogue row with ``loads`` (bool) and ``problem`` (a one-line reason or None).
+    """
+    row = next(r for r in catalogue([name]) if r["scale"] == scale)
+    row.update(loads=False, problem=None)
+    if row["path"] is None:
+        row["problem"] = f"no checkpoint found ({_how_to_get(get_spec(name), scale)})"
+        return row
+    try:
+        resolve_model(name, scale=scale, weights=row["path"])
+        row["loads"] = True
+    except CheckpointError as exc:
+        row["problem"] = str(exc)
+        return row
+    if row["status"] == "mismatch":
+        row["problem"] = checkpoint_io.hash_mismatch_warning(Path(row["path"]), row["sha256"], row["expected_sha256"])
+    return row

@@ -1,0 +1,249 @@
+"""Checkpoints: find, verify, load safely, fit strictly, and download.
+
+Checkpoints are untrusted input. Pickle-based files are read with ``torch.load(weights_only=True)``, which
+refuses any object that would run code; ``.safetensors`` files hold tensors only. Nothing here ever
+unpickles with the full unpickler.
+
+Search order for a model's checkpoint (first hit wins):
+1. an explicit path (``--weights FILE``),
+2. ``$SRBENCH_WEIGHTS/<file>``,
+3. ``./weights/<file>``,
+4. the user cache (``~/.cache/srbench/weights/<file>``), where ``srbench weights pull`` puts downloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import pickle
+import re
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from sr_bench import paths
+from sr_bench.errors import CheckpointError, DownloadError
+from sr_bench.zoo.registry import CheckpointSpec
+
+# Keys that wrap the real state dict, in preference order (BasicSR stores EMA weights beside the raw ones).
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+URL_BASE_ENV = "SRBENCH_WEIGHTS_URL"
+SUFFIXES = (".pth", ".pt", ".safetensors")
+
+ProgressFn = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
+
+
+@dataclass(frozen=True)
+class CheckpointStatus:
+    """What is on disk for one model checkpoint, for listings and records."""
+
+    path: Path | None
+    sha256: str | None
+    verified: bool | None  # None: nothing to compare against (unknown official hash, or no file)
+
+
+def find_checkpoint(spec: CheckpointSpec | None, explicit: Path | None = None) -> Path | None:
+    """The checkpoint to use, following the search order above; ``None`` when there is none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise CheckpointError(f"checkpoint not found: {explicit} (check the --weights path)")
+        return explicit
+    if spec is None:
+        return None
+    for folder in paths.weights_search_dirs():
+        candidate = folder / spec.file
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_status(spec: CheckpointSpec | None, explicit: Path | None = None) -> CheckpointStatus:
+    path = find_checkpoint(spec, explicit)
+    if path is None:
+        return CheckpointStatus(None, None, None)
+    digest = sha256_file(path)
+    verified = None if spec is None or spec.sha256 is None else digest == spec.sha256
+    return CheckpointStatus(path, digest, verified)
+
+
+def hash_mismatch_warning(path: Path, actual: str, expected: str) -> str:
+    return (
+        f"checkpoint {path} has sha256 {actual[:16]}…, the official file has {expected[:16]}…; "
+        "numbers from it are not the official model's"
+    )
+
+
+def read_checkpoint(path: Path) -> object:
+    """Read a checkpoint file without running any code from it."""
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {path}: {_refusal_reason(exc)}; only tensors and plain containers are accepted — "
+            "re-save the weights as a state_dict (torch.save) or as .safetensors"
+        ) from None
+    except Exception as exc:  # a damaged file can fail anywhere in zip/pickle parsing (IndexError, struct.error…)
+        raise _corrupt(path, exc) from None
+
+
+def _refusal_reason(exc: pickle.UnpicklingError) -> str:
+    """Why the weights-only unpickler said no, without torch's advice to switch the protection off."""
+    text = str(exc)
+    if match := re.search(r"GLOBAL ((?:\w+\.)+\w+)", text):
+        return f"it needs arbitrary code to unpickle (it references {match.group(1)})"
+    if match := re.search(r"Unsupported operand (\d+)", text):
+        return f"the safe weights-only unpickler rejects it (pickle opcode {match.group(1)}, not a torch.save file)"
+    return "the safe weights-only unpickler rejects it"
+
+
+def _corrupt(path: Path, exc: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"cannot read checkpoint {path}: the file is truncated or corrupt ({_first_line(exc)}); "
+        "download it again ('srbench weights pull MODEL')"
+    )
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: not a valid .safetensors file ({exc})") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__
+
+
+def unwrap_state_dict(obj: object, key: str | None = None, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """Find the state dict inside a checkpoint and strip ``module.`` (DataParallel) prefixes.
+
+    ``key`` names the preferred wrapper (a spec's choice); otherwise ``params_ema`` > ``params`` >
+    ``state_dict`` > ``model``; a dict of tensors is taken as is.
+    """
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{source} holds a {type(obj).__name__}, not a state dict")
+    if key is not None and key not in obj and not _is_tensor_dict(obj):
+        raise CheckpointError(f"{source} has no {key!r} entry (it has: {', '.join(map(str, list(obj)[:6]))})")
+    for candidate in ((key,) if key in obj else ()) + WRAPPER_KEYS:
+        if candidate in obj and isinstance(obj[candidate], Mapping):
+            return unwrap_state_dict(obj[candidate], None, source)
+    if not _is_tensor_dict(obj):
+        raise CheckpointError(
+            f"{source} is not a state dict: expected tensors or one of {', '.join(WRAPPER_KEYS)}; "
+            f"found keys {', '.join(map(str, list(obj)[:6]))}"
+        )
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _is_tensor_dict(obj: Mapping) -> bool:
+    return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, model_name: str) -> None:
+    """``load_state_dict(strict=True)`` with a one-line error naming the first mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {'; '.join(shapes[:2])}: checkpoint vs model)")
+        raise CheckpointError(
+            f"{source} does not fit {model_name}: {'; '.join(parts)} — wrong architecture, scale or checkpoint?"
+        )
+    model.load_state_dict(state_dict, strict=True)
+
+
+def download_url(spec: CheckpointSpec) -> str | None:
+    """The URL to fetch; ``$SRBENCH_WEIGHTS_URL`` replaces everything before the file name (mirrors, tests)."""
+    if base := os.environ.get(URL_BASE_ENV):
+        return f"{base.rstrip('/')}/{spec.file}"
+    return spec.url
+
+
+def pull(spec: CheckpointSpec, dest_dir: Path | None = None, progress: ProgressFn | None = None) -> Path:
+    """Download an official checkpoint, verify its sha256, then move it into place.
+
+    The bytes go to a temporary file in the destination folder first; a failed or wrong download is
+    deleted, so the destination never holds a half-written or unverified file.
+    """
+    url = download_url(spec)
+    if url is None:
+        raise DownloadError(f"no download URL for {spec.file}: {spec.note or 'get the file from its authors'}")
+    dest_dir = dest_dir or paths.weights_cache_dir()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    target = dest_dir / spec.file
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file}.", suffix=".part", dir=dest_dir)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _stream(url, out, progress)
+            out.flush()
+            os.fsync(out.fileno())
+        if spec.sha256 is not None and digest != spec.sha256:
+            raise DownloadError(
+                f"download of {spec.file} from {url} has sha256 {digest[:16]}…, expected {spec.sha256[:16]}…; "
+                "nothing was saved — check the URL or mirror"
+            )
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def _stream(url: str, out, progress: ProgressFn | None) -> str:
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp:
+            total = resp.headers.get("Content-Length")
+            total_bytes = int(total) if total and total.isdigit() else None
+            done = 0
+            while chunk := resp.read(1 << 16):
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                if progress:
+                    progress(done, total_bytes)
+            if total_bytes is not None and done != total_bytes:
+                raise DownloadError(
+                    f"download from {url} stopped after {done} of {total_bytes} bytes; nothing was saved — try again"
+                )
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"download from {url} failed: HTTP {exc.code} {exc.reason}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"download from {url} failed: {reason}; nothing was saved — try again") from None
+    return digest.hexdigest()
