@@ -33,6 +33,10 @@ class DatasetError(SrBenchError):
     """A dataset that is missing, empty, unreadable or inconsistent."""
 
 
+class MetricInputError(SrBenchError, ValueError):
+    """Images that cannot be compared: different shapes, not (3, H, W), or too small for the border crop."""
+
+
 class DeviceError(SrBenchError):
     """A device that does not exist, is unavailable, or ran out of memory."""
 

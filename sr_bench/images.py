@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import DatasetError, ResultsError
+from sr_bench.errors import DatasetError, ResultsError
 
 _SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L"}
 

@@ -23,17 +23,13 @@ import math
 
 import torch
 
-from .errors import SrBenchError
+from sr_bench.errors import MetricInputError
 
 _WINDOW = 11
 _SIGMA = 1.5
 _C1 = (0.01 * 255.0) ** 2
 _C2 = (0.03 * 255.0) ** 2
 _LUMA_BGR = (24.966, 128.553, 65.481)  # BasicSR's bgr2ycbcr weights, applied in its B, G, R order
-
-
-class MetricInputError(SrBenchError, ValueError):
-    """Images that cannot be compared: different shapes, not (3, H, W), or too small for the border crop."""
 
 
 def psnr(sr: torch.Tensor, hr: torch.Tensor, *, crop_border: int, y_channel: bool = False) -> float:

@@ -148,14 +148,16 @@ def _draw(ax: Any, points: list[dict], baseline: str | None) -> None:
 
 
 def _log_axis(ax: Any, runtimes: list[float]) -> None:
-    """Log x with plain-number ticks (5, 10, 20, 50 ms), padded so the biggest markers stay inside."""
+    """Log x with plain-number ticks (5, 10, 20, 50 ms, or every 10 ms within a decade), padded for the markers."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     lo, hi = min(runtimes), max(runtimes)
     span = max(math.log10(hi / lo), 0.3)
     ax.set_xscale("log")
     ax.set_xlim(lo / 10 ** (0.18 * span), hi * 10 ** (0.18 * span))
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    # within a decade 1-2-5 ticks leave a single label; then tick every integer multiple (60, 70, 80, ...)
+    subs = (1.0, 2.0, 5.0) if span >= 1 else tuple(float(k) for k in range(1, 10))
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
 

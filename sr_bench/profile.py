@@ -100,8 +100,7 @@ def run_profile(
         fn = prepare(model, mode, device)
         x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(loaded.data_range).to(device)
         t0 = time.perf_counter()
-        with pinned_threads(mode.threads):
-            runtime = measure_runtime(lambda: fn(x), spec)
+        runtime = measure_runtime(lambda: fn(x), spec)  # the spec pins mode.threads
         timings["runtime"] = time.perf_counter() - t0
 
     warnings = list(complexity.warnings) + (runtime.warnings if runtime else [])

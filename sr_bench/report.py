@@ -282,7 +282,7 @@ def _check_options(flops: str, extras: Iterable[str], score: int | None, baselin
         official = SCORES[score].official_baseline
         raise UsageError(f"a score needs a baseline: pass --baseline MODEL ({score} used {official})")
     if baseline and score is None:
-        raise UsageError("--baseline only matters with --score 2024|2025|2026")
+        raise UsageError("--baseline only matters with --score 2024|2025|2026 or --plot")
     if order not in ORDERS:
         raise UsageError(f"unknown order {order!r}: use one of {', '.join(ORDERS)}")
     if order == "score" and score is None:

@@ -503,8 +503,3 @@ def measure_runtime(fn: Callable[[], torch.Tensor], spec: RuntimeSpec) -> Measur
         memory_baseline_mib=memory.baseline_mib,
         memory_method=memory.method,
     )
-
-
-# evaluate.py imported these under their former private names; remove once it imports the public ones
-_cudnn_benchmark = cudnn_benchmark
-_track_peak_memory = track_peak_memory

@@ -296,3 +296,25 @@ def test_resolve_exec_usage_errors(model: TinySR) -> None:
     with pytest.raises(UsageError, match="--threads must be >= 1"):
         resolve_exec(parse_exec("eager"), model, CPU, threads=0)
     assert resolve_exec(parse_exec("fp16"), model, CUDA)[0].dtype_method == "weights"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# torch.compile, for real
+
+
+@pytest.mark.slow
+def test_compile_matches_eager(model: TinySR, lr: Tensor) -> None:
+    """torch.compile (inductor, C++ codegen with gcc) on CPU, against eager NCHW fp32.
+
+    Tolerances used in this file, per mode, as max |mode - eager| on outputs of a [0, 1] model: channels_last and
+    compile 1e-5 (the ``auto`` rule, AUTO_TOLERANCE of the data range: exact up to float summation order);
+    bf16 (autocast or bf16 weights) strictly between 0 and 0.05 (close, and really in reduced precision).
+    """
+    with torch.inference_mode():
+        reference = model(lr)
+    compiled = prepare(model, ExecMode(compile=True), CPU)
+    first, second = compiled(lr), compiled(lr)  # the first call compiles; the second runs the cached graph
+    for out in (first, second):
+        assert out.shape == reference.shape and out.dtype == torch.float32
+        assert (out - reference).abs().max().item() <= execution.AUTO_TOLERANCE
+    assert compiled.module is model  # compile wraps, it does not convert: the caller's model is reused as is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import statistics
 import time
 from contextlib import nullcontext
@@ -175,10 +176,15 @@ def test_measure_runtime_robust_warms_up_before_measuring() -> None:
 
 
 def _allocating_fn(mib: int, hold_s: float):
-    def fn() -> torch.Tensor:
-        block = torch.ones(mib * 1024 * 1024 // 4)  # touched pages, so they count in RSS
-        time.sleep(hold_s)
-        return block.sum()
+    """Touch ``mib`` MiB of fresh anonymous pages: an mmap, so no allocator can hand back already-resident memory."""
+
+    def fn() -> int:
+        size = mib * 1024 * 1024
+        with mmap.mmap(-1, size) as block:
+            for offset in range(0, size, mmap.PAGESIZE):
+                block[offset] = 1
+            time.sleep(hold_s)
+            return block[0]
 
     return fn
 

@@ -14,7 +14,7 @@ non-zero exit and no traceback; ``SRBENCH_DEBUG=1`` shows the traceback of unexp
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
@@ -88,8 +88,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        Optional[bool], typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version.")
-    ] = None,
+        bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
 ) -> None:
     """srbench: trustworthy numbers for efficient super-resolution models."""
 

@@ -67,6 +67,8 @@ def report(
     Example: srbench report --val div2k-valid --test none --flops ntire2023 --out results.txt
     """
     chosen = _output_format(fmt, out_path)
+    # without --score, --baseline only marks the baseline in the plot
+    table_baseline = baseline if score is not None or plot is None else None
     table, warnings = load_table(
         results_dir(results),
         val=val,
@@ -74,7 +76,7 @@ def report(
         flops=flops,
         extras=[name.strip() for item in extra or [] for name in item.split(",") if name.strip()],
         score=score,
-        baseline=baseline,
+        baseline=table_baseline,
         order=order,
     )
     for message in warnings:
