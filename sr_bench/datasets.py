@@ -21,7 +21,6 @@ Example::
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import os
 import re
@@ -39,6 +38,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sr_bench.errors import DatasetError, DownloadError, ResultsError
+from sr_bench.files import sha256_file
 
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 LR_CACHE_VERSION = 1  # bump when generated LR would change (imresize fix), so old cache entries are not reused
@@ -470,14 +470,6 @@ def lr_cache_dir(results_dir: Path) -> Path:
     return results_dir / "lr-cache" / f"v{LR_CACHE_VERSION}"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def load_pair(pair: ImagePair, scale: int, cache_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     """Decode one pair as (LR, mod-cropped HR), both (H, W, 3) uint8; generate and cache LR when absent.
 
@@ -489,7 +481,7 @@ def load_pair(pair: ImagePair, scale: int, cache_dir: Path) -> tuple[np.ndarray,
     hr = modcrop(_read(read_rgb_u8, pair.hr_path), scale)
     if pair.lr_path is not None:
         return _read(read_rgb_u8, pair.lr_path), hr
-    cached = cache_dir / f"x{scale}" / f"{_file_sha256(pair.hr_path)}.png"
+    cached = cache_dir / f"x{scale}" / f"{sha256_file(pair.hr_path)}.png"
     if cached.is_file():
         try:
             lr = read_rgb_u8(cached)
@@ -630,7 +622,7 @@ def _total_size(response: object, offset: int) -> int | None:
 def _verified(archive: Archive, path: Path) -> bool:
     if archive.size is not None and path.stat().st_size != archive.size:
         return False
-    return archive.sha256 is None or _file_sha256(path) == archive.sha256.lower()
+    return archive.sha256 is None or sha256_file(path) == archive.sha256.lower()
 
 
 def _unpack(archive: Archive, path: Path, data_root: Path) -> None:

@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from sr_bench import cpu_heap
 from sr_bench.env import logical_cores
 from sr_bench.errors import SrBenchError, UsageError
 from sr_bench.timing import get_protocol
@@ -55,6 +56,7 @@ class ExecMode:
     dtype_method: DtypeMethod | None = None  # None exactly when dtype is fp32
     compile: bool = False
     threads: int | None = None  # None: leave torch's thread count alone
+    retain_heap: bool = False  # CPU: glibc keeps freed memory for reuse (see sr_bench.cpu_heap); same numbers
 
     def __post_init__(self) -> None:
         if (self.dtype == "fp32") != (self.dtype_method is None):
@@ -67,6 +69,7 @@ class ExecMode:
         parts = [self.dtype] if self.dtype != "fp32" else []
         parts += ["channels_last"] if self.memory_format == "channels_last" else []
         parts += ["compile"] if self.compile else []
+        parts += ["retain_heap"] if self.retain_heap else []
         return "+".join(parts) or "eager"
 
     def to_dict(self) -> dict:
@@ -78,7 +81,7 @@ EAGER = ExecMode()
 # ---------------------------------------------------------------------------------------------------------
 # Parsing --exec
 
-_FLAGS = ("channels_last", "bf16", "fp16", "compile")
+_FLAGS = ("channels_last", "bf16", "fp16", "compile", "retain_heap")
 _ALONE = ("auto", "eager")
 _CHOICES = ", ".join(_ALONE + _FLAGS)
 
@@ -91,6 +94,7 @@ class ExecRequest:
     channels_last: bool = False
     dtype: Dtype = "fp32"
     compile: bool = False
+    retain_heap: bool = False
 
     @property
     def text(self) -> str:
@@ -109,11 +113,12 @@ class ExecRequest:
             dtype_method=method,
             compile=self.compile,
             threads=threads,
+            retain_heap=self.retain_heap,
         )
 
 
 def parse_exec(text: str) -> ExecRequest:
-    """Parse ``--exec``: one of auto/eager, or channels_last, bf16|fp16 and compile joined by '+'.
+    """Parse ``--exec``: one of auto/eager, or channels_last, bf16|fp16, compile and retain_heap joined by '+'.
 
     >>> parse_exec("channels_last+bf16").text
     'bf16+channels_last'
@@ -134,6 +139,7 @@ def parse_exec(text: str) -> ExecRequest:
         channels_last="channels_last" in parts,
         dtype="bf16" if "bf16" in parts else "fp16" if "fp16" in parts else "fp32",
         compile="compile" in parts,
+        retain_heap="retain_heap" in parts,
     )
 
 
@@ -178,6 +184,8 @@ class PreparedModel:
         return nullcontext()
 
     def __call__(self, x: Tensor) -> Tensor:
+        if self.device.type == "cpu":
+            cpu_heap.use(self.mode.retain_heap)  # process-wide; re-asserted per call, as another mode may have run
         if self.mode.memory_format == "channels_last":
             x = x.contiguous(memory_format=torch.channels_last)
         if self.mode.dtype_method == "weights":
@@ -205,6 +213,10 @@ def _compile_error(exc: BaseException) -> SrBenchError:
 def _check_device(mode: ExecMode, device: torch.device) -> None:
     if mode.dtype == "fp16" and device.type == "cpu":
         raise UsageError("--exec fp16 needs CUDA; on CPU use bf16")
+    if mode.retain_heap and device.type != "cpu":
+        raise UsageError("--exec retain_heap tunes the CPU heap; drop it for CUDA runs (PyTorch caches GPU memory)")
+    if mode.retain_heap and not cpu_heap.available():
+        raise UsageError("--exec retain_heap needs glibc (Linux); drop it on this system")
 
 
 def prepare(model: nn.Module, mode: ExecMode, device: torch.device) -> PreparedModel:
@@ -267,8 +279,9 @@ def resolve_auto(
 ) -> tuple[ExecMode, dict]:
     """The mode ``--exec auto`` runs, and the probe facts for the record (max_abs_diff, chosen, reason).
 
-    CPU: channels_last fp32 when exact within ``AUTO_TOLERANCE`` of the data range, else eager. CUDA: eager (the
-    model as written; cuDNN already picks layouts). Cached per (model object, device, probe shape, data range).
+    CPU: channels_last fp32 when exact within ``AUTO_TOLERANCE`` of the data range, else eager; plus the
+    retained heap where glibc offers it (bit-identical outputs, no page faults for large activations). CUDA: eager
+    (the model as written; cuDNN already picks layouts). Cached per (model object, device, probe shape, data range).
     """
     if device.type == "cuda":
         probe = {"probe_shape": None, "data_range": data_range, "tolerance": AUTO_TOLERANCE, "max_abs_diff": None,
@@ -279,7 +292,9 @@ def resolve_auto(
     if key not in per_model:
         per_model[key] = _probe_channels_last(model, device, tuple(probe_shape), data_range)
     mode, probe = per_model[key]
-    return replace(mode, threads=threads), dict(probe)
+    retain = cpu_heap.available()
+    heap = "retained (glibc keeps freed memory; bit-identical)" if retain else "system (no glibc)"
+    return replace(mode, threads=threads, retain_heap=retain), {**probe, "heap": heap}
 
 
 def resolve_exec(

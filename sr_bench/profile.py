@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sr_bench import cpu_heap
 from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
 from sr_bench.errors import UsageError
@@ -83,6 +84,8 @@ def run_profile(
         data_range=loaded.data_range,
     )
     step("counting complexity")
+    if device.type == "cpu":
+        cpu_heap.use(mode.retain_heap)  # the counting forward allocates like any other
     t0 = time.perf_counter()
     try:
         with pinned_threads(mode.threads):

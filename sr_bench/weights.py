@@ -31,6 +31,7 @@ from torch import nn
 
 from sr_bench import paths
 from sr_bench.errors import CheckpointError, DownloadError
+from sr_bench.files import sha256_file
 from sr_bench.zoo.registry import CheckpointSpec
 
 # Keys that wrap the real state dict, in preference order (BasicSR stores EMA weights beside the raw ones).
@@ -63,14 +64,6 @@ def find_checkpoint(spec: CheckpointSpec | None, explicit: Path | None = None) -
         if candidate.is_file():
             return candidate
     return None
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def checkpoint_status(spec: CheckpointSpec | None, explicit: Path | None = None) -> CheckpointStatus:

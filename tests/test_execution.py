@@ -6,7 +6,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from sr_bench import execution
+from dataclasses import replace
+
+from sr_bench import cpu_heap, execution
 from sr_bench.errors import SrBenchError, UsageError
 from sr_bench.execution import EAGER, ExecMode, ExecRequest, parse_exec, prepare, resolve_auto, resolve_exec
 from sr_bench.timing import RuntimeSpec, measure_runtime
@@ -128,7 +130,9 @@ def test_mode_labels_and_dict() -> None:
         "dtype_method": "autocast",
         "compile": False,
         "threads": 2,
+        "retain_heap": False,
     }
+    assert ExecMode(memory_format="channels_last", retain_heap=True).label == "channels_last+retain_heap"
     with pytest.raises(ValueError, match="dtype_method"):
         ExecMode(dtype="bf16")
 
@@ -235,7 +239,7 @@ def test_auto_picks_channels_last_for_a_conv_model_and_caches(model: TinySR) -> 
     calls = []
     model.head.register_forward_hook(lambda *args: calls.append(1))
     mode, probe = resolve_auto(model, CPU, probe_shape=(1, 3, 16, 16), threads=2)
-    assert mode == ExecMode(memory_format="channels_last", threads=2)
+    assert mode == ExecMode(memory_format="channels_last", threads=2, retain_heap=cpu_heap.available())
     assert probe["chosen"] == "channels_last" and probe["max_abs_diff"] <= 1e-5
     assert probe["probe_shape"] == [1, 3, 16, 16] and "matches eager" in probe["reason"]
     ran = len(calls)
@@ -254,14 +258,14 @@ def test_auto_tolerance_scales_with_data_range() -> None:
 def test_auto_falls_back_to_eager_when_channels_last_fails() -> None:
     torch.manual_seed(0)
     mode, probe = resolve_auto(ViewsChannels().eval(), CPU, probe_shape=(1, 3, 16, 16))
-    assert mode == EAGER and probe["chosen"] == "eager"
+    assert mode == replace(EAGER, retain_heap=cpu_heap.available()) and probe["chosen"] == "eager"
     assert probe["reason"].startswith("channels_last fails on this model (") and probe["max_abs_diff"] is None
 
 
 def test_auto_falls_back_to_eager_when_channels_last_deviates() -> None:
     torch.manual_seed(0)
     mode, probe = resolve_auto(LayoutSensitive().eval(), CPU, probe_shape=(1, 3, 16, 16))
-    assert mode == EAGER and probe["chosen"] == "eager"
+    assert mode == replace(EAGER, retain_heap=cpu_heap.available()) and probe["chosen"] == "eager"
     assert probe["max_abs_diff"] == pytest.approx(1e-3, rel=1e-2) and "deviates" in probe["reason"]
 
 
@@ -279,7 +283,8 @@ def test_resolve_exec_defaults_threads_to_all_cores(model: TinySR) -> None:
     assert mode.threads == execution.default_threads() >= 1 and probe is None
     assert mode.label == "bf16+channels_last" and mode.dtype_method == "autocast"
     mode, probe = resolve_exec(parse_exec("auto"), model, CPU, threads=1)
-    assert mode.label == "channels_last" and mode.threads == 1 and probe["chosen"] == "channels_last"
+    assert mode.memory_format == "channels_last" and mode.threads == 1 and probe["chosen"] == "channels_last"
+    assert mode.retain_heap == cpu_heap.available()
 
 
 @pytest.mark.parametrize("protocol", ["ntire2023", "ntire2024"])
@@ -312,8 +317,11 @@ def test_compile_matches_eager(model: TinySR, lr: Tensor) -> None:
     """
     with torch.inference_mode():
         reference = model(lr)
+    torch._dynamo.reset()  # forget earlier compilations and counts, so the counter below counts this one
+    torch._dynamo.utils.counters.clear()
     compiled = prepare(model, ExecMode(compile=True), CPU)
     first, second = compiled(lr), compiled(lr)  # the first call compiles; the second runs the cached graph
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] >= 1  # really compiled, not run eagerly
     for out in (first, second):
         assert out.shape == reference.shape and out.dtype == torch.float32
         assert (out - reference).abs().max().item() <= execution.AUTO_TOLERANCE
