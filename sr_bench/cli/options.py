@@ -37,7 +37,7 @@ ExecOpt = Annotated[
     str,
     typer.Option(
         "--exec",
-        help="Execution mode: auto, eager, channels_last, bf16, fp16, compile, or a combination like channels_last+bf16.",
+        help="Execution mode: auto, eager, channels_last, bf16, fp16, compile, retain_heap, or a combination like channels_last+bf16.",
     ),
 ]
 ThreadsOpt = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads (default: all cores).")]
