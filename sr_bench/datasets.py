@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import http.client
 import os
@@ -504,16 +505,12 @@ def _read(reader: Callable[[Path], np.ndarray], path: Path) -> np.ndarray:
 
 
 def _write_cache(path: Path, lr: np.ndarray) -> None:
-    """Atomic write (temp file + rename), so an interrupted run never leaves a half-written cache entry."""
+    """Cache generated LR (``write_png`` is atomic); a cache we cannot write (read-only, full) only costs
+    regeneration later."""
     from sr_bench.images import write_png
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    try:
-        write_png(tmp, lr)
-        os.replace(tmp, path)
-    except (OSError, ResultsError):
-        tmp.unlink(missing_ok=True)  # a cache we cannot write (read-only, full) only costs regeneration later
+    with contextlib.suppress(ResultsError):
+        write_png(path, lr)
 
 
 # -------------------------------------------------------------------------------------------------- pull
@@ -543,12 +540,18 @@ def pull_dataset(
     scale = 4  # the archives ship x4 LR
     if not _complete(spec, data_root, scale):
         downloads = data_root / ".downloads"
-        downloads.mkdir(parents=True, exist_ok=True)
-        for archive in spec.archives:
-            path = _download(archive, downloads, base_url, progress)
-            _unpack(archive, path, data_root)
-            path.unlink()
-        _remove_if_empty(downloads)
+        try:
+            downloads.mkdir(parents=True, exist_ok=True)
+            for archive in spec.archives:
+                path = _download(archive, downloads, base_url, progress)
+                _unpack(archive, path, data_root)
+                path.unlink()
+            _remove_if_empty(downloads)
+        except OSError as exc:  # a full disk or an unwritable data root, while downloading or unpacking
+            raise DownloadError(
+                f"pulling {spec.name} into {data_root} failed: {exc.strerror or exc}; free space or fix the folder's "
+                "permissions, then pull again (an interrupted download resumes)"
+            ) from None
     ds = resolve_dataset(spec.name, data_root, scale)
     if spec.count is not None and len(ds.pairs) != spec.count:
         raise DownloadError(
@@ -616,7 +619,7 @@ def _download(archive: Archive, folder: Path, base_url: str | None, progress: Pr
 
 def _total_size(response: object, offset: int) -> int | None:
     length = response.headers.get("Content-Length")  # type: ignore[attr-defined]
-    return offset + int(length) if length is not None else None
+    return offset + int(length) if length is not None and length.isdigit() else None
 
 
 def _verified(archive: Archive, path: Path) -> bool:

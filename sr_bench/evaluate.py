@@ -66,7 +66,7 @@ from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, res
 from sr_bench.images import to_input, to_uint8, write_png
 from sr_bench.metrics import image_metrics
 from sr_bench.models import LoadedModel, check_output_shape, resolve_model
-from sr_bench.results import atomic_write_text, load_records, write_record
+from sr_bench.results import atomic_write_text, load_records, stamp, write_record
 from sr_bench.timing import (
     Measurement,
     MemoryKind,
@@ -585,6 +585,7 @@ def evaluate(
         message = _reference_notice(record)
         record["notices"].append(message)
         notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
+    record = stamp(record)  # the stored record, id included, is also what --json writes
     path = write_record(record, options.results_dir)
     notify(EvalEvent("done", loaded.name, dataset.name, len(rows), total, mean_psnr=record["mean"]["psnr_rgb"]))
     return EvalResult(record, path)
@@ -692,6 +693,7 @@ def _record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options
         "run_log": str(log_path),
         "resumed": resumed,
         "notices": list(dataset.notices),
+        "warnings": list(loaded.warnings),
     }
 
 
@@ -828,7 +830,7 @@ def evaluate_all(
     for name in names:
         loaded = resolve_model(name, scale=scale, weights=weights, device=torch_device, data_range=data_range,
                                model_args=model_args, require_weights=True)
-        for message in loaded.notices:
+        for message in loaded.notices + loaded.warnings:
             notify(EvalEvent("notice", loaded.name, message=message))
         sets = _prepare_sets(datasets, hr_dir, lr_dir, data_root, loaded.scale, options)
         for dataset, _ in sets:

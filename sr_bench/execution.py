@@ -251,8 +251,12 @@ def _probe_channels_last(
     probe: dict = {
         "probe_shape": list(shape), "data_range": data_range, "tolerance": AUTO_TOLERANCE, "max_abs_diff": None,
     }
-    with torch.inference_mode():
-        reference = model(x).float()
+    try:
+        with torch.inference_mode():
+            reference = model(x).float()
+    except Exception as exc:  # noqa: BLE001  (e.g. a model that needs larger or window-multiple inputs)
+        size = "x".join(map(str, shape[2:]))
+        return EAGER, {**probe, "chosen": "eager", "reason": f"the {size} probe input fails ({_first_line(exc)})"}
     try:
         candidate = prepare(model, channels_last, device)(x)
     except RuntimeError as exc:  # e.g. a .view() that needs NCHW-contiguous memory

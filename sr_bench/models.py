@@ -53,7 +53,8 @@ class LoadedModel:
     scale: int
     data_range: float
     checkpoint: CheckpointInfo
-    notices: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)  # facts worth a line (e.g. random weights)
+    warnings: list[str] = field(default_factory=list)  # problems that make numbers unofficial (e.g. hash mismatch)
 
     @property
     def name(self) -> str:
@@ -99,6 +100,7 @@ def resolve_model(
     module = spec.build(scale)
     ckpt_spec = spec.checkpoint(scale)
     notices: list[str] = []
+    warnings: list[str] = []
     path = checkpoint_io.find_checkpoint(ckpt_spec, explicit)
     if path is None:
         info = CheckpointInfo(None, None, None)
@@ -107,8 +109,8 @@ def resolve_model(
             raise CheckpointError(f"no checkpoint for {spec.name} x{scale}: {how}")
         notices.append(f"{spec.name} x{scale}: no checkpoint found, using random weights ({how})")
     else:
-        info = _load_into(module, spec, scale, path, notices)
-    return LoadedModel(module.to(torch.device(device)).eval(), spec, scale, spec.data_range, info, notices)
+        info = _load_into(module, spec, scale, path, warnings)
+    return LoadedModel(module.to(torch.device(device)).eval(), spec, scale, spec.data_range, info, notices, warnings)
 
 
 def load_model(
@@ -124,7 +126,7 @@ def load_model(
     return resolve_model(name_or_path, scale=scale, weights=weights, device=device).module
 
 
-def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, notices: list[str]) -> CheckpointInfo:
+def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, warnings: list[str]) -> CheckpointInfo:
     ckpt_spec = spec.checkpoint(scale)
     key = ckpt_spec.key if ckpt_spec else None
     raw = checkpoint_io.read_checkpoint(path)
@@ -135,7 +137,7 @@ def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, notic
     if ckpt_spec is not None and ckpt_spec.sha256 is not None:
         verified = digest == ckpt_spec.sha256
         if not verified:
-            notices.append(checkpoint_io.hash_mismatch_warning(path, digest, ckpt_spec.sha256))
+            warnings.append(checkpoint_io.hash_mismatch_warning(path, digest, ckpt_spec.sha256))
     used_key = key if isinstance(raw, Mapping) and key in raw else _wrapper_used(raw)
     return CheckpointInfo(path.resolve(), digest, verified, used_key)
 

@@ -46,18 +46,27 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     does not end in ``.json``, so a concurrent :func:`load_records` never picks it up.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise _write_error(path, exc) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(path, exc) from None
         raise
     _fsync_dir(path.parent)
+
+
+def _write_error(path: Path, exc: OSError) -> ResultsError:
+    return ResultsError(f"cannot write {path}: {exc.strerror or exc}; check the folder's permissions and free space")
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -74,20 +83,23 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def write_record(record: dict, results_dir: Path) -> Path:
-    """Store one run record and return its path; the caller's dict is not modified.
-
-    Adds ``schema_version``, ``srbench_version``, ``created`` (ISO-8601, UTC) and ``id`` (uuid4 hex)
-    unless the record already has them.
-    """
-    kind = record.get("kind")
-    if kind not in KINDS:
-        raise ResultsError(f"cannot store a record of kind {kind!r}: expected one of {', '.join(KINDS)}")
+def stamp(record: dict) -> dict:
+    """A copy of ``record`` with ``schema_version``, ``srbench_version``, ``created`` (ISO-8601, UTC) and ``id``
+    (uuid4 hex) added unless present: what :func:`write_record` stores, so a ``--json`` copy can be identical."""
     full = dict(record)
     full.setdefault("schema_version", SCHEMA_VERSION)
     full.setdefault("srbench_version", __version__)
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
     full.setdefault("id", uuid.uuid4().hex)
+    return full
+
+
+def write_record(record: dict, results_dir: Path) -> Path:
+    """Store one run record (stamped as :func:`stamp` does) and return its path; the caller's dict is not modified."""
+    kind = record.get("kind")
+    if kind not in KINDS:
+        raise ResultsError(f"cannot store a record of kind {kind!r}: expected one of {', '.join(KINDS)}")
+    full = stamp(record)
     path = Path(results_dir) / kind / _record_filename(full)
     atomic_write_json(path, full)
     return path

@@ -468,12 +468,14 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
 
 
-def out_of_memory_error(device: torch.device, shape: tuple[int, ...]) -> DeviceError:
+def out_of_memory_error(
+    device: torch.device, shape: tuple[int, ...], hint: str = "use a smaller --size or --tile"
+) -> DeviceError:
     """The one-line error for running out of memory at input ``shape`` (freeing CUDA's cache first)."""
     if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
     size = "x".join(str(s) for s in shape)
-    return DeviceError(f"{device.type.upper()} out of memory at input {size}: use a smaller --size or --tile")
+    return DeviceError(f"{device.type.upper()} out of memory at input {size}: {hint}")
 
 
 def measure_runtime(fn: Callable[[], torch.Tensor], spec: RuntimeSpec) -> Measurement:

@@ -14,12 +14,18 @@ import torch
 from sr_bench.errors import DatasetError
 from sr_bench.images import read_rgb_u8, to_input, to_uint8, write_png
 from sr_bench.models import LoadedModel, check_output_shape
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-
+from sr_bench.timing import is_out_of_memory, out_of_memory_error
 
 def output_path(image: Path, out_dir: Path, scale: int) -> Path:
     return out_dir / f"{image.stem}_x{scale}.png"
+
+
+def check_images(images: Sequence[Path]) -> None:
+    """Fail before any model is loaded when an input is missing, so a typo costs nothing."""
+    missing = [p for p in images if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DatasetError(f"image not found: {missing[0]}{more}")
 
 
 def upscale_files(
@@ -30,18 +36,19 @@ def upscale_files(
     device: torch.device,
     on_done: Callable[[Path, Path], None] | None = None,
 ) -> list[Path]:
-    """Upscale every image with ``run`` (the prepared model); returns the written PNG paths.
-
-    All inputs are checked to exist before any work, so a typo fails fast instead of after minutes.
-    """
-    missing = [p for p in images if not p.is_file()]
-    if missing:
-        raise DatasetError(f"image not found: {missing[0]}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    """Upscale every image with ``run`` (the prepared model); returns the written PNG paths."""
+    check_images(images)
     written = []
     for image in images:
         lr = to_input(read_rgb_u8(image), loaded.data_range, device)
-        with torch.inference_mode():
-            sr = run(lr)
+        try:
+            with torch.inference_mode():
+                sr = run(lr)
+        except RuntimeError as exc:  # torch.OutOfMemoryError included
+            if not is_out_of_memory(exc):
+                raise
+            raise out_of_memory_error(device, tuple(lr.shape), f"{image} is too large for {device}; "
+                                      "try a smaller image or another --device") from None
         check_output_shape(sr, tuple(lr.shape), loaded.scale, loaded.name)
         target = output_path(image, out_dir, loaded.scale)
         write_png(target, to_uint8(sr, loaded.data_range).permute(1, 2, 0).cpu().numpy())

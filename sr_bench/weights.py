@@ -21,7 +21,6 @@ import re
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,6 @@ from sr_bench.zoo.registry import CheckpointSpec
 # Keys that wrap the real state dict, in preference order (BasicSR stores EMA weights beside the raw ones).
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 URL_BASE_ENV = "SRBENCH_WEIGHTS_URL"
-SUFFIXES = (".pth", ".pt", ".safetensors")
 
 ProgressFn = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
 
@@ -77,7 +75,7 @@ def checkpoint_status(spec: CheckpointSpec | None, explicit: Path | None = None)
 
 def hash_mismatch_warning(path: Path, actual: str, expected: str) -> str:
     return (
-        f"checkpoint {path} has sha256 {actual[:16]}…, the official file has {expected[:16]}…; "
+        f"checkpoint {path} has sha256 {actual}, the official file has {expected}; "
         "numbers from it are not the official model's"
     )
 
@@ -197,9 +195,12 @@ def pull(spec: CheckpointSpec, dest_dir: Path | None = None, progress: ProgressF
     if url is None:
         raise DownloadError(f"no download URL for {spec.file}: {spec.note or 'get the file from its authors'}")
     dest_dir = dest_dir or paths.weights_cache_dir()
-    dest_dir.mkdir(parents=True, exist_ok=True)
     target = dest_dir / spec.file
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file}.", suffix=".part", dir=dest_dir)
+    try:
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file}.", suffix=".part", dir=dest_dir)
+    except OSError as exc:
+        raise DownloadError(f"cannot write to {dest_dir}: {exc.strerror or exc}; choose another --dir") from None
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -117,6 +117,8 @@ def test_datasets_lists_found_and_missing(data_dir: Path) -> None:
     rows = {r["name"]: r for r in json.loads(run("datasets", "list", "--data-root", data_dir, "--json").stdout)}
     assert rows["b100"]["found"] == 100 and rows["b100"]["state"] == "present"
     assert rows["lsdir-valid"]["state"] == "missing" and rows["lsdir-valid"]["pullable"] is True
+    default = json.loads(run("datasets", "--data-root", data_dir, "--json").stdout)  # as the README shows it
+    assert {r["name"]: r for r in default} == rows
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-import click
+import numpy as np
 import pytest
 import torch
 import typer
@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from sr_bench import __version__
 from sr_bench.cli.app import app
+from sr_bench.images import write_png
 
 LGVAN_SHA = "fe201971de6fb18e62fd17d7c10817cf406d68b7aa2adb5f00474a066b05e0ec"
 COMMANDS = {"models", "weights", "upscale", "profile", "eval", "datasets", "report"}
@@ -48,7 +49,7 @@ def no_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-def _command_paths(cmd: click.Command, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+def _command_paths(cmd: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths = [prefix]
     for name, sub in getattr(cmd, "commands", {}).items():
         paths += _command_paths(sub, (*prefix, name))
@@ -186,11 +187,18 @@ def test_bad_scale_is_one_line():
 
 
 def test_upscale_with_missing_weights_file(tmp_path):
+    write_png(tmp_path / "in.png", np.zeros((8, 8, 3), dtype=np.uint8))
     result = run("upscale", "--model", "rfdn", "--weights", tmp_path / "nope.pth", "--device", "cpu",
                  "--out", tmp_path / "sr", tmp_path / "in.png")
     line = assert_one_error_line(result)
     assert "checkpoint not found" in line and "nope.pth" in line
     assert not (tmp_path / "sr").exists() or os.listdir(tmp_path / "sr") == []
+
+
+def test_upscale_checks_images_before_loading_the_model(tmp_path):
+    result = run("upscale", "--model", "rfdn", "--weights", tmp_path / "nope.pth", "--out", tmp_path / "sr",
+                 tmp_path / "missing.png")
+    assert "image not found" in assert_one_error_line(result)
 
 
 class _Payload:
@@ -208,6 +216,7 @@ def test_malicious_weights_refused_through_the_cli(tmp_path, command):
     torch.save({"params": {"w": torch.zeros(1)}, "x": _Payload(marker)}, evil)
     args = ["--model", "rfdn", "--weights", evil, "--device", "cpu"]
     if command == "upscale":
+        write_png(tmp_path / "in.png", np.zeros((8, 8, 3), dtype=np.uint8))
         args += ["--out", tmp_path / "sr", tmp_path / "in.png"]
     else:
         args += ["--size", "16", "--no-runtime", "--results", tmp_path / "results"]

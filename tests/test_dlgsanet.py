@@ -315,3 +315,47 @@ def test_trace_shows_one_custom_op_per_local_block_and_fvcore_counts_its_inputs(
     local = "deep_feature_extraction.0.body.0.IDynamicDWConv"
     assert flops.by_module()[f"{local}.conv"] == kernel_net
     assert flops.by_module()[local] == kernel_net + 2 * pixels * dim * dim  # plus conv0 and conv1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# TLC gather / fold-back: vectorised, same result as the window-by-window definition
+
+
+def _tlc_by_window_loop(attn: dl.SparseAttention, qkv: torch.Tensor) -> torch.Tensor:
+    """The spec written out one window at a time (slice, attend, add back, count), as reference."""
+    b, c3, h, w = qkv.shape
+    k1, k2, origins = dl.tlc_windows(h, w, attn.tlc_kernel)
+    total = qkv.new_zeros(b, c3 // 3, h, w)
+    count = qkv.new_zeros(1, 1, h, w)
+    for i, j in origins:
+        total[:, :, i : i + k1, j : j + k2] += attn._attend(qkv[:, :, i : i + k1, j : j + k2])
+        count[:, :, i : i + k1, j : j + k2] += 1
+    return total / count
+
+
+@pytest.mark.parametrize(("h", "w"), [(20, 20), (21, 33), (8, 40), (9, 8), (16, 16)])
+def test_vectorised_tlc_matches_window_loop(h: int, w: int) -> None:
+    torch.manual_seed(0)
+    attn = dl.SparseAttention(12, heads=2, tlc_kernel=8).double().eval()
+    with torch.no_grad():
+        attn.temperature.uniform_(0.5, 1.5)
+        qkv = torch.randn(2, 36, h, w, dtype=torch.float64)
+        got, ref = attn._attend_tlc(qkv), _tlc_by_window_loop(attn, qkv)
+    assert got.shape == ref.shape == (2, 12, h, w) and got.is_contiguous()
+    assert torch.allclose(got, ref, rtol=0, atol=1e-13)
+
+
+def test_tlc_pixel_index_lists_every_window_pixel_in_window_order() -> None:
+    k1, k2, n, index = dl._tlc_pixel_index(21, 33, 8)
+    _, _, origins = dl.tlc_windows(21, 33, 8)
+    expected = [(i + y) * 33 + j + x for i, j in origins for y in range(k1) for x in range(k2)]
+    assert (k1, k2, n) == (8, 8, len(origins)) and index.tolist() == expected
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+def test_tlc_trace_size_does_not_grow_with_the_window_count() -> None:
+    """Constant ops per attention: 2 windows and 36 windows trace to graphs of the same length."""
+    attn = dl.SparseAttention(12, heads=2, tlc_kernel=8).eval()
+    lengths = {len(list(torch.jit.trace(attn, torch.rand(1, 12, *hw)).inlined_graph.nodes()))
+               for hw in [(8, 12), (44, 44)]}
+    assert len(lengths) == 1

@@ -12,7 +12,7 @@ from sr_bench.cli.app import app
 from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
 from sr_bench.models import resolve_model
-from sr_bench.profile import ProfileRequest, parse_size, run_profile
+from sr_bench.profile import ProfileRequest, parse_size, published_check, run_profile
 
 REQUIRED = ("model", "scale", "input_size", "device", "protocol", "params", "flops", "activations", "num_conv",
             "runtime_ms", "memory_mib", "env", "warnings")
@@ -85,6 +85,44 @@ def test_published_counts_only_compared_at_256(rfdn):
     assert record["published"] is None
 
 
+def test_published_counts_not_compared_for_a_batch(rfdn, monkeypatch):
+    counts = {"params": 433_448, "flops": {"ntire2023": 1, "fvcore": 1}, "activations": 1, "num_conv": 64}
+    report = type("Report", (), counts)()
+    assert published_check(rfdn, (256, 256), 2, report) is None
+    assert published_check(rfdn, (256, 256), 1, report)["params"]["equal"] is True
+
+
+WINDOWED_NET = """
+import torch
+from torch import nn
+
+class Windowed(nn.Module):
+    \"\"\"Needs sides that are multiples of 48 (like window-attention models).\"\"\"
+
+    def __init__(self, scale=2):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3 * scale * scale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        if x.shape[-1] % 48 or x.shape[-2] % 48:
+            raise ValueError("input sides must be multiples of 48")
+        return self.shuffle(self.conv(x))
+"""
+
+
+def test_cli_profiles_a_model_that_cannot_run_at_the_check_sizes(tmp_path):
+    net = tmp_path / "windowed.py"
+    net.write_text(WINDOWED_NET)
+    result = runner.invoke(app, ["profile", "--model", f"{net}:Windowed", "--scale", "2", "--size", "48",
+                                 "--repeats", "1", "--warmup", "0", "--results", str(tmp_path), "--json",
+                                 str(tmp_path / "w.json")])
+    assert result.exit_code == 0, result.stderr
+    record = json.loads((tmp_path / "w.json").read_text())
+    assert record["exec"]["memory_format"] == "contiguous"  # auto fell back to the model as written
+    assert "probe input fails" in record["exec"]["probe"]["reason"]
+
+
 runner = CliRunner()
 
 
@@ -103,7 +141,9 @@ def test_cli_golden_counts_for_lgvan(tmp_path, weights_dir, monkeypatch):
     assert all(entry["equal"] for entry in record["published"].values())
     assert record["checkpoint"]["verified"] is True
     assert "= published" in result.stdout
-    assert len(list((tmp_path / "results" / "profile").glob("lgvan-x4-*.json"))) == 1
+    stored = list((tmp_path / "results" / "profile").glob("lgvan-x4-*.json"))
+    assert len(stored) == 1 and json.loads(stored[0].read_text()) == record  # --json is the stored record, id included
+    assert record["id"] and record["schema_version"] == 1
 
 
 def test_cli_profiles_a_user_model(tmp_path):

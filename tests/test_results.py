@@ -95,7 +95,7 @@ def test_atomic_write_replaces_and_leaves_no_temp_on_failure(tmp_path: Path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail_replace)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ResultsError, match=r"cannot write .*out\.json: No space left on device; check the folder"):
         atomic_write_text(target, "third\n")
     assert target.read_text() == "second\n"
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.json"]

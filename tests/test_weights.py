@@ -308,7 +308,7 @@ def test_shape_mismatch_is_named(tmp_path):
         resolve_model("rfdn", weights=path)
 
 
-def test_hash_mismatch_gives_notice_and_unverified(rfdn_path, tmp_path, monkeypatch):
+def test_hash_mismatch_gives_warning_and_unverified(rfdn_path, tmp_path, monkeypatch):
     folder = tmp_path / "resaved"
     folder.mkdir()
     copy = folder / RFDN_FILE
@@ -319,9 +319,9 @@ def test_hash_mismatch_gives_notice_and_unverified(rfdn_path, tmp_path, monkeypa
     loaded = resolve_model("rfdn")
     assert loaded.checkpoint.verified is False
     assert loaded.checkpoint.sha256 == actual
-    assert len(loaded.notices) == 1
-    assert actual[:16] in loaded.notices[0] and RFDN_SHA[:16] in loaded.notices[0]
-    assert "not the official model's" in loaded.notices[0]
+    assert loaded.notices == [] and len(loaded.warnings) == 1
+    assert actual in loaded.warnings[0] and RFDN_SHA in loaded.warnings[0]  # both hashes, in full
+    assert "not the official model's" in loaded.warnings[0]
     row = next(r for r in catalogue(["rfdn"]))
     assert (row["status"], row["sha256"]) == ("mismatch", actual)
 

@@ -28,19 +28,19 @@ DataRootOpt = Annotated[
 STATE_STYLE = {"present": "green", "partial": "yellow", "broken": "red", "missing": "dim"}
 
 
+ScaleOpt = Annotated[int, typer.Option("--scale", "-s", min=1, help="Which LR folder to look for.")]
+JsonRowsOpt = Annotated[bool, typer.Option("--json", help="Print JSON rows.")]
+
+
 @app.callback(invoke_without_command=True)
-def _default(ctx: typer.Context, data_root: DataRootOpt = None) -> None:
-    """Without a subcommand, list the datasets."""
+def _default(ctx: typer.Context, data_root: DataRootOpt = None, scale: ScaleOpt = 4, as_json: JsonRowsOpt = False) -> None:
+    """Without a subcommand, list the datasets (same options as 'list')."""
     if ctx.invoked_subcommand is None:
-        datasets_list(data_root=data_root, scale=4, as_json=False)
+        datasets_list(data_root=data_root, scale=scale, as_json=as_json)
 
 
 @app.command("list")
-def datasets_list(
-    data_root: DataRootOpt = None,
-    scale: Annotated[int, typer.Option("--scale", "-s", min=1, help="Which LR folder to look for.")] = 4,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows.")] = False,
-) -> None:
+def datasets_list(data_root: DataRootOpt = None, scale: ScaleOpt = 4, as_json: JsonRowsOpt = False) -> None:
     """Every known dataset: found or missing, image count, HR and LR folders, whether it can be pulled.
 
     Example: srbench datasets list --data-root ../shared/data

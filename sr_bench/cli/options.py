@@ -67,4 +67,6 @@ def load_cli_model(
     )
     for message in loaded.notices:
         output.notice(message)
+    for message in loaded.warnings:
+        output.warning(message)
     return loaded

@@ -21,7 +21,7 @@ from sr_bench.cli.options import (
 )
 from sr_bench.execution import parse_exec, prepare, resolve_exec
 from sr_bench.timing import pinned_threads, resolve_device
-from sr_bench.upscale import upscale_files
+from sr_bench.upscale import check_images, upscale_files
 
 
 def upscale(
@@ -42,6 +42,7 @@ def upscale(
     """
     request = parse_exec(exec_mode)
     dev = resolve_device(device)
+    check_images(images)
     loaded = load_cli_model(model, scale, weights, data_range, model_args, device=str(dev))
     mode, _ = resolve_exec(request, loaded.module, dev, threads=threads, data_range=loaded.data_range)
     run = prepare(loaded.module, mode, dev)

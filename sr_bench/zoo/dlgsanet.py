@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -158,6 +159,21 @@ def tlc_windows(height: int, width: int, tlc_kernel: int) -> tuple[int, int, lis
     return k1, k2, [(i, j) for i in tops for j in lefts]
 
 
+def _tlc_pixel_index(height: int, width: int, tlc_kernel: int) -> tuple[int, int, int, np.ndarray]:
+    """(window_h, window_w, windows, index): ``index`` lists, window after window in :func:`tlc_windows` order and
+    row-major inside each window, the flat (y * width + x) position of every window pixel.
+
+    Built with numpy from the shape alone, so a ``torch.jit.trace`` records it as one constant, not as ops.
+    """
+    k1, k2 = min(height, tlc_kernel), min(width, tlc_kernel)
+    tops = np.asarray(_window_origins(height, k1), dtype=np.int64)
+    lefts = np.asarray(_window_origins(width, k2), dtype=np.int64)
+    ys = (tops[:, None] + np.arange(k1, dtype=np.int64)) * width  # (rows of windows, k1)
+    xs = lefts[:, None] + np.arange(k2, dtype=np.int64)  # (columns of windows, k2)
+    index = ys[:, None, :, None] + xs[None, :, None, :]  # (rows, columns, k1, k2)
+    return k1, k2, len(tops) * len(lefts), index.reshape(-1)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Building blocks
 
@@ -262,19 +278,24 @@ class SparseAttention(nn.Module):
         return (attn @ v).reshape(n, c3 // 3, h, w)
 
     def _attend_tlc(self, qkv: Tensor) -> Tensor:
-        """All windows in one batched call; overlaps averaged by coverage count, in the working dtype."""
-        b, c3, h, w = qkv.shape
-        k1, k2, origins = tlc_windows(h, w, self.tlc_kernel)
-        if len(origins) == 1:
+        """All windows in one batched call; overlaps averaged by coverage count, in the working dtype.
+
+        A fixed number of tensor ops whatever the window count (so a trace stays small): one gather of every
+        window pixel by a flat pixel index, the batched attention, one ``index_add_`` of the window outputs
+        back onto the image, the same for a tensor of ones (the coverage count), one division.
+        """
+        b, c3, h, w = (int(d) for d in qkv.shape)  # plain ints while tracing too: the layout is per shape
+        k1, k2, n, flat = _tlc_pixel_index(h, w, self.tlc_kernel)
+        if n == 1:
             return self._attend(qkv)
-        parts = torch.cat([qkv[:, :, i : i + k1, j : j + k2] for i, j in origins], dim=0)
-        outs = self._attend(parts).view(len(origins), b, c3 // 3, k1, k2)
-        total = qkv.new_zeros(b, c3 // 3, h, w)
-        count = qkv.new_zeros(1, 1, h, w)
-        for t, (i, j) in enumerate(origins):
-            total[:, :, i : i + k1, j : j + k2] += outs[t]
-            count[:, :, i : i + k1, j : j + k2] += 1
-        return total / count
+        c, pixels = c3 // 3, k1 * k2
+        index = torch.from_numpy(flat).to(qkv.device)
+        windows = qkv.reshape(b, c3, h * w)[:, :, index]  # (b, 3C, n * k1 * k2)
+        windows = windows.view(b, c3, n, pixels).transpose(1, 2).reshape(b * n, c3, k1, k2)
+        outs = self._attend(windows).view(b, n, c, pixels).transpose(1, 2).reshape(b, c, n * pixels)
+        total = qkv.new_zeros(b, c, h * w).index_add_(2, index, outs)
+        count = qkv.new_zeros(h * w).index_add_(0, index, qkv.new_full((n * pixels,), 1.0))
+        return total.view(b, c, h, w) / count.view(h, w)
 
     def forward(self, x: Tensor) -> Tensor:
         qkv = self.qkv_dwconv(self.qkv(x))
