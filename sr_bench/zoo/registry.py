@@ -155,7 +155,3 @@ def get_spec(name: str) -> ModelSpec:
         hint = f"did you mean {', '.join(close)}?" if close else "run 'srbench models' to list them"
         raise UnknownModelError(f"unknown model {name!r}: {hint}")
     return spec
-
-
-def all_specs() -> list[ModelSpec]:
-    return [get_spec(n) for n in list_models()]
