@@ -73,6 +73,11 @@ def per_input_element(flops: int) -> Handle:
     return handle
 
 
+def per_source_element(inputs: list[Any], outputs: list[Any]) -> int:
+    """Scatter-add (``index_add(self, dim, index, source)``): one add per element of ``source``."""
+    return _numel(inputs[3])
+
+
 def pool_window(inputs: list[Any], outputs: list[Any]) -> int:
     """Pooling: one compare (max) or add (avg) per window element per output element."""
     kernel = _constant(inputs[1])
@@ -137,10 +142,12 @@ FULL_EXTRA_GROUPS: tuple[OpGroup, ...] = (
             ("upsample_bicubic2d",), inplace=False),
     OpGroup("scaled_dot_product_attention: L*S*(E + Ev) multiply-adds + 3 per score (softmax)",
             scaled_dot_product_attention, ("scaled_dot_product_attention",), inplace=False),
+    OpGroup("scatter-add: 1 per source element (e.g. DLGSANet's TLC window fold-back)", per_source_element,
+            ("index_add",)),
     OpGroup("data movement, 0 (pixel_shuffle moves values, computes nothing; its cost shows in runtime)", None, (
         "pixel_shuffle", "pixel_unshuffle", "expand_as", "view_as", "repeat", "flip", "im2col", "col2im",
         "reflection_pad2d", "replication_pad2d", "pad", "lift_fresh", "clone", "channel_shuffle",
-        "native_channel_shuffle"), inplace=False),
+        "native_channel_shuffle", "unfold"), inplace=False),
 )
 
 

@@ -159,19 +159,51 @@ def tlc_windows(height: int, width: int, tlc_kernel: int) -> tuple[int, int, lis
     return k1, k2, [(i, j) for i in tops for j in lefts]
 
 
-def _tlc_pixel_index(height: int, width: int, tlc_kernel: int) -> tuple[int, int, int, np.ndarray]:
-    """(window_h, window_w, windows, index): ``index`` lists, window after window in :func:`tlc_windows` order and
-    row-major inside each window, the flat (y * width + x) position of every window pixel.
+def _tlc_pixel_index(height: int, width: int, tlc_kernel: int) -> tuple[int, int, list[int], list[int], np.ndarray]:
+    """(window_h, window_w, tops, lefts, index) for TLC on ``height`` x ``width``.
 
-    Built with numpy from the shape alone, so a ``torch.jit.trace`` records it as one constant, not as ops.
+    ``index`` lists the flat position (y * width + x) of every window pixel, window after window in
+    :func:`tlc_windows` order and row-major inside each window. It is built with numpy from the shape alone,
+    so a ``torch.jit.trace`` records it as one constant, not as ops.
     """
     k1, k2 = min(height, tlc_kernel), min(width, tlc_kernel)
-    tops = np.asarray(_window_origins(height, k1), dtype=np.int64)
-    lefts = np.asarray(_window_origins(width, k2), dtype=np.int64)
-    ys = (tops[:, None] + np.arange(k1, dtype=np.int64)) * width  # (rows of windows, k1)
-    xs = lefts[:, None] + np.arange(k2, dtype=np.int64)  # (columns of windows, k2)
-    index = ys[:, None, :, None] + xs[None, :, None, :]  # (rows, columns, k1, k2)
-    return k1, k2, len(tops) * len(lefts), index.reshape(-1)
+    tops, lefts = _window_origins(height, k1), _window_origins(width, k2)
+    ys = (np.asarray(tops, dtype=np.int64)[:, None] + np.arange(k1, dtype=np.int64)) * width  # (rows, k1)
+    xs = np.asarray(lefts, dtype=np.int64)[:, None] + np.arange(k2, dtype=np.int64)  # (columns, k2)
+    return k1, k2, tops, lefts, (ys[:, None, :, None] + xs[None, :, None, :]).reshape(-1)
+
+
+def _window_runs(t: Tensor, dim: int, origins: list[int], window: int) -> list[tuple[slice, Tensor]]:
+    """The windows of ``t`` along ``dim`` as (window positions, view) pairs: the view has the window index at
+    ``dim`` and the offset inside the window appended as its last dim.
+
+    The origins are evenly stepped except the last (:func:`_window_origins`), so there are at most two views:
+    one ``unfold`` for the evenly stepped run, one slice for the last window.
+    """
+    runs = []
+    regular = len(origins) - 1
+    if regular:
+        step = origins[1] - origins[0] if regular > 1 else window
+        span = (regular - 1) * step + window
+        runs.append((slice(0, regular), t.narrow(dim, 0, span).unfold(dim, window, step)))
+    last = t.narrow(dim, origins[-1], window).unsqueeze(dim).transpose(dim + 1, -1)
+    runs.append((slice(regular, regular + 1), last))
+    return runs
+
+
+def _gather_windows(x: Tensor, k1: int, k2: int, tops: list[int], lefts: list[int]) -> Tensor:
+    """(B, C, H, W) -> (B * n, C, k1, k2): every TLC window, image-major then :func:`tlc_windows` order.
+
+    At most 2 x 2 strided views of ``x`` (see :func:`_window_runs`), each copied once into place: a fixed
+    number of ops whatever the window count, and plain strided copies (faster than an index gather).
+    """
+    b, c = int(x.shape[0]), int(x.shape[1])  # plain ints while tracing too (no traced size arithmetic)
+    out = x.new_empty(b, len(tops), len(lefts), c, k1, k2)
+    dst = out.permute(0, 3, 1, 2, 4, 5)  # (B, C, rows, columns, k1, k2) view of ``out``
+    for rows, band in _window_runs(x, 2, tops, k1):  # band: (B, C, rows', W, k1)
+        for cols, block in _window_runs(band, 3, lefts, k2):  # block: (B, C, rows', columns', k1, k2)
+            dst[:, :, rows, cols].copy_(block)
+    return out.view(b * len(tops) * len(lefts), c, k1, k2)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,19 +312,19 @@ class SparseAttention(nn.Module):
     def _attend_tlc(self, qkv: Tensor) -> Tensor:
         """All windows in one batched call; overlaps averaged by coverage count, in the working dtype.
 
-        A fixed number of tensor ops whatever the window count (so a trace stays small): one gather of every
-        window pixel by a flat pixel index, the batched attention, one ``index_add_`` of the window outputs
-        back onto the image, the same for a tensor of ones (the coverage count), one division.
+        A fixed number of tensor ops whatever the window count (so a trace stays small): at most four strided
+        copies gather the windows, then the batched attention, one ``index_add_`` of the window outputs back
+        onto the image by a flat pixel index, the same for a tensor of ones (the coverage count), one division.
         """
         b, c3, h, w = (int(d) for d in qkv.shape)  # plain ints while tracing too: the layout is per shape
-        k1, k2, n, flat = _tlc_pixel_index(h, w, self.tlc_kernel)
+        k1, k2, tops, lefts, flat = _tlc_pixel_index(h, w, self.tlc_kernel)
+        n = len(tops) * len(lefts)
         if n == 1:
             return self._attend(qkv)
         c, pixels = c3 // 3, k1 * k2
+        outs = self._attend(_gather_windows(qkv, k1, k2, tops, lefts))  # (b * n, C, k1, k2)
+        outs = outs.view(b, n, c, pixels).transpose(1, 2).reshape(b, c, n * pixels)
         index = torch.from_numpy(flat).to(qkv.device)
-        windows = qkv.reshape(b, c3, h * w)[:, :, index]  # (b, 3C, n * k1 * k2)
-        windows = windows.view(b, c3, n, pixels).transpose(1, 2).reshape(b * n, c3, k1, k2)
-        outs = self._attend(windows).view(b, n, c, pixels).transpose(1, 2).reshape(b, c, n * pixels)
         total = qkv.new_zeros(b, c, h * w).index_add_(2, index, outs)
         count = qkv.new_zeros(h * w).index_add_(0, index, qkv.new_full((n * pixels,), 1.0))
         return total.view(b, c, h, w) / count.view(h, w)
