@@ -21,15 +21,16 @@ Example::
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from sr_bench.errors import DatasetError, ResultsError
+from sr_bench.errors import DatasetError
+from sr_bench.results import atomic_write_bytes
 
 _SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L"}
 
@@ -65,25 +66,16 @@ def _to_rgb_u8(im: Image.Image, path: Path) -> np.ndarray:
 
 
 def write_png(path: str | os.PathLike[str], rgb_u8: np.ndarray) -> None:
-    """Write (H, W, 3) uint8 RGB as PNG atomically: a temporary file in the same folder, then a rename.
+    """Write (H, W, 3) uint8 RGB as PNG atomically (``results.atomic_write_bytes``: temp file, fsync, rename).
 
     A crash or a full disk never leaves a half-written PNG under the final name (an evaluation that resumes
     would otherwise trust it). Raises ``ResultsError`` when the file cannot be written.
     """
     if rgb_u8.dtype != np.uint8 or rgb_u8.ndim != 3 or rgb_u8.shape[2] != 3:
         raise TypeError(f"write_png expects an (H, W, 3) uint8 array, got {rgb_u8.dtype} {rgb_u8.shape}")
-    path = Path(path)
-    tmp_name = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False) as f:
-            tmp_name = f.name
-            Image.fromarray(np.ascontiguousarray(rgb_u8)).save(f, format="PNG")
-        os.replace(tmp_name, path)
-    except OSError as exc:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
-        raise ResultsError(f"cannot write image {path}: {exc}; check the folder's permissions and free space") from exc
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb_u8)).save(buffer, format="PNG")
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def modcrop(rgb_u8: np.ndarray, scale: int) -> np.ndarray:

@@ -123,7 +123,7 @@ def test_write_png_round_trip_leaves_no_temp_files(tmp_path: Path) -> None:
 def test_write_png_failure_raises_results_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(ResultsError, match="cannot write image"):
+    with pytest.raises(ResultsError, match="cannot write .*; check the folder's permissions and free space"):
         write_png(blocker / "sr.png", np.zeros((2, 2, 3), dtype=np.uint8))
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
