@@ -178,3 +178,14 @@ def test_cli_errors_are_one_line(tmp_path, args, message):
     assert len(lines) == 1 and lines[0].startswith("Error:"), result.stderr
     assert message in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(("depth", "expected"), [("0", {"fea_conv", "B1", "B4", "upsampler"}),
+                                                  ("1", {"fea_conv", "B1.esa", "B4.c1_d", "upsampler.0"})])
+def test_cli_by_layer_breakdown(tmp_path, depth, expected):
+    result = runner.invoke(app, ["profile", "--model", "rfdn", "--size", "16", "--no-runtime", "--by-layer", depth,
+                                 "--results", str(tmp_path)])
+    assert result.exit_code == 0, result.stderr
+    by_layer = result.stdout[result.stdout.index("by layer"):]
+    names = {line.split("│")[1].strip() for line in by_layer.splitlines() if line.startswith("│")}
+    assert expected <= names  # full module names (depth = dots in the name), never truncated

@@ -55,7 +55,7 @@ def profile(
     batch: Annotated[int, typer.Option("--batch", min=1, help="Batch size of the synthetic input.")] = 1,
     no_runtime: Annotated[bool, typer.Option("--no-runtime", help="Count complexity only; skip timing.")] = False,
     by_layer: Annotated[
-        Optional[int], typer.Option("--by-layer", min=0, help="Also show a per-module breakdown at this depth (e.g. 1).")
+        Optional[int], typer.Option("--by-layer", min=0, help="Also show a per-module breakdown at this depth (0 = top-level modules, 1 = their children...).")
     ] = None,
     json_path: JsonOpt = None,
     results: ResultsOpt = None,
@@ -149,9 +149,11 @@ def _render(result: ProfileResult) -> None:
 
 def _render_layers(result: ProfileResult) -> None:
     headline = result.record["flops_headline"]
-    table = Table(title="by layer", caption=f"share = FLOPs ({headline}) / total; (other) = ops in a parent's own forward")
-    for column in ("module", "params", "FLOPs ntire2023", "FLOPs fvcore", "FLOPs full", "activations", "share"):
-        table.add_column(column, justify="left" if column == "module" else "right")
+    table = Table(title="by layer: FLOPs per convention", caption=f"acts = conv output elements; share = FLOPs ({headline}) "
+                  "/ total; (other) = ops in a parent's own forward")
+    table.add_column("module", no_wrap=True, min_width=max(len(row.name) for row in result.complexity.by_layer))
+    for column in ("params", "ntire2023", "fvcore", "full", "acts", "share"):
+        table.add_column(column, justify="right")
     for row in result.complexity.by_layer:
         flops = row.flops
         table.add_row(
