@@ -21,14 +21,11 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import errno
-import http.client
+import functools
 import os
 import re
 import shutil
 import tarfile
-import urllib.error
-import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +36,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from sr_bench.errors import DatasetError, DownloadError, ResultsError
-from sr_bench.files import sha256_file
+from sr_bench.files import download, sha256_file
 
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 LR_CACHE_VERSION = 1  # bump when generated LR would change (imresize fix), so old cache entries are not reused
@@ -575,39 +572,15 @@ def _download(archive: Archive, folder: Path, base_url: str | None, progress: Pr
     final = folder / archive.file
     if final.is_file() and _verified(archive, final):
         return final
-    url = archive_url(archive, base_url)
     part = folder / f"{archive.file}.part"
-    have = part.stat().st_size if part.is_file() else 0
-    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            resumed = have > 0 and response.status == 206
-            total = _total_size(response, have if resumed else 0)
-            done = have if resumed else 0
-            with part.open("ab" if resumed else "wb") as out:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(archive.file, done, total)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 416 and have and archive.size in (None, have):
-            pass  # the .part file is already complete; verified below
-        else:
-            raise DownloadError(f"download of {url} failed: HTTP {exc.code} {exc.reason}; check the URL or retry") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            reason = "disk full"
-        raise DownloadError(
-            f"download of {url} interrupted ({reason}); rerun 'srbench datasets pull' to resume"
-        ) from None
-    else:
-        if total is not None and done != total:
-            raise DownloadError(
-                f"download of {url} stopped at {done} of {total} bytes; rerun 'srbench datasets pull' to resume"
-            )
-    if not _verified(archive, part):
+    digest = download(
+        archive_url(archive, base_url),
+        part,
+        functools.partial(progress, archive.file) if progress else None,
+        resume=True,
+        advice="rerun 'srbench datasets pull' to resume",
+    )
+    if not _verified(archive, part, digest):
         part.unlink()
         raise DownloadError(
             f"{archive.file} failed verification (size or SHA-256 differs from the published one); "
@@ -617,15 +590,11 @@ def _download(archive: Archive, folder: Path, base_url: str | None, progress: Pr
     return final
 
 
-def _total_size(response: object, offset: int) -> int | None:
-    length = response.headers.get("Content-Length")  # type: ignore[attr-defined]
-    return offset + int(length) if length is not None and length.isdigit() else None
-
-
-def _verified(archive: Archive, path: Path) -> bool:
+def _verified(archive: Archive, path: Path, digest: str | None = None) -> bool:
+    """Size and published SHA-256 match; ``digest`` is the file's hash when the caller already has it."""
     if archive.size is not None and path.stat().st_size != archive.size:
         return False
-    return archive.sha256 is None or sha256_file(path) == archive.sha256.lower()
+    return archive.sha256 is None or (digest or sha256_file(path)) == archive.sha256.lower()
 
 
 def _unpack(archive: Archive, path: Path, data_root: Path) -> None:

@@ -13,15 +13,11 @@ Search order for a model's checkpoint (first hit wins):
 
 from __future__ import annotations
 
-import hashlib
-import http.client
 import os
 import pickle
 import re
 import tempfile
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,14 +26,14 @@ from torch import nn
 
 from sr_bench import paths
 from sr_bench.errors import CheckpointError, DownloadError
-from sr_bench.files import sha256_file
+from sr_bench.files import DownloadProgressFn, download, sha256_file
 from sr_bench.zoo.registry import CheckpointSpec
 
 # Keys that wrap the real state dict, in preference order (BasicSR stores EMA weights beside the raw ones).
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
 URL_BASE_ENV = "SRBENCH_WEIGHTS_URL"
 
-ProgressFn = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
+ProgressFn = DownloadProgressFn  # (bytes done, total bytes or None)
 
 
 @dataclass(frozen=True)
@@ -201,12 +197,11 @@ def pull(spec: CheckpointSpec, dest_dir: Path | None = None, progress: ProgressF
         fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file}.", suffix=".part", dir=dest_dir)
     except OSError as exc:
         raise DownloadError(f"cannot write to {dest_dir}: {exc.strerror or exc}; choose another --dir") from None
+    os.close(fd)  # download() reopens the file by name
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _stream(url, out, progress)
-            out.flush()
-            os.fsync(out.fileno())
+        # No resume: a failed download must leave nothing behind, so there is never a partial file to continue.
+        digest = download(url, tmp, progress, resume=False, advice="nothing was saved — try again")
         if spec.sha256 is not None and digest != spec.sha256:
             raise DownloadError(
                 f"download of {spec.file} from {url} has sha256 {digest[:16]}…, expected {spec.sha256[:16]}…; "
@@ -216,28 +211,3 @@ def pull(spec: CheckpointSpec, dest_dir: Path | None = None, progress: ProgressF
     finally:
         tmp.unlink(missing_ok=True)
     return target
-
-
-def _stream(url: str, out, progress: ProgressFn | None) -> str:
-    digest = hashlib.sha256()
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp:
-            total = resp.headers.get("Content-Length")
-            total_bytes = int(total) if total and total.isdigit() else None
-            done = 0
-            while chunk := resp.read(1 << 16):
-                out.write(chunk)
-                digest.update(chunk)
-                done += len(chunk)
-                if progress:
-                    progress(done, total_bytes)
-            if total_bytes is not None and done != total_bytes:
-                raise DownloadError(
-                    f"download from {url} stopped after {done} of {total_bytes} bytes; nothing was saved — try again"
-                )
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"download from {url} failed: HTTP {exc.code} {exc.reason}") from None
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DownloadError(f"download from {url} failed: {reason}; nothing was saved — try again") from None
-    return digest.hexdigest()
