@@ -827,12 +827,15 @@ def evaluate_all(
         raise UsageError("--weights applies to one model: pass a single --model with it")
     torch_device = resolve_device(device)
     results = []
+    sets_by_scale: dict[int, list] = {}
     for name in names:
         loaded = resolve_model(name, scale=scale, weights=weights, device=torch_device, data_range=data_range,
                                model_args=model_args, require_weights=True)
         for message in loaded.notices + loaded.warnings:
             notify(EvalEvent("notice", loaded.name, message=message))
-        sets = _prepare_sets(datasets, hr_dir, lr_dir, data_root, loaded.scale, options)
+        if loaded.scale not in sets_by_scale:  # resolving + checking every pair reads every file header
+            sets_by_scale[loaded.scale] = _prepare_sets(datasets, hr_dir, lr_dir, data_root, loaded.scale, options)
+        sets = sets_by_scale[loaded.scale]
         for dataset, _ in sets:
             for message in dataset.notices:
                 notify(EvalEvent("notice", loaded.name, dataset.name, message=message))

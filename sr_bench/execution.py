@@ -301,6 +301,18 @@ def resolve_auto(
     return replace(mode, threads=threads, retain_heap=retain), {**probe, "heap": heap}
 
 
+def check_protocol(request: ExecRequest, protocol: str) -> bool:
+    """True when ``protocol`` fixes the mode (official protocols: eager fp32); a request it forbids is a UsageError.
+
+    ``auto`` and ``eager`` are accepted there and mean the model as written.
+    """
+    if not get_protocol(protocol).forces_eager:
+        return False
+    if request.auto or request == ExecRequest():
+        return True
+    raise UsageError(f"protocol {protocol} measures eager fp32 only: drop --exec {request.text} or use --protocol robust")
+
+
 def resolve_exec(
     request: ExecRequest,
     model: nn.Module,
@@ -317,12 +329,8 @@ def resolve_exec(
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
-    if get_protocol(protocol).forces_eager:
-        if request.auto or request == ExecRequest():
-            return replace(EAGER, threads=threads), None
-        raise UsageError(
-            f"protocol {protocol} measures eager fp32 only: drop --exec {request.text} or use --protocol robust"
-        )
+    if check_protocol(request, protocol):
+        return replace(EAGER, threads=threads), None
     if request.auto:
         return resolve_auto(model, device, data_range=data_range, threads=threads)
     mode = request.mode(device, threads)

@@ -300,19 +300,23 @@ def _status_word(status: checkpoint_io.CheckpointStatus) -> str:
 def verify_checkpoint(name: str, scale: int) -> dict:
     """Check one model's checkpoint: the sha256 against the official one, and a strict load into the net.
 
-    Returns the catalogue row with ``loads`` (bool) and ``problem`` (a one-line reason or None).
+    Returns ``model, scale, path, status`` (as in :func:`catalogue`), ``loads`` (bool) and ``problem`` (a one-line
+    reason or None). The file is hashed once, by the load itself.
     """
-    row = next(r for r in catalogue([name]) if r["scale"] == scale)
-    row.update(loads=False, problem=None)
-    if row["path"] is None:
-        row["problem"] = f"no checkpoint found ({_how_to_get(get_spec(name), scale)})"
+    spec = get_spec(name)
+    ckpt = spec.checkpoint(scale)
+    path = checkpoint_io.find_checkpoint(ckpt)
+    row = {"model": spec.name, "scale": scale, "path": str(path) if path else None, "status": "missing",
+           "loads": False, "problem": None}
+    if path is None:
+        row["problem"] = f"no checkpoint found ({_how_to_get(spec, scale)})"
         return row
     try:
-        resolve_model(name, scale=scale, weights=row["path"])
-        row["loads"] = True
+        loaded = resolve_model(name, scale=scale, weights=path)
     except CheckpointError as exc:
-        row["problem"] = str(exc)
+        row.update(status=_status_word(checkpoint_io.checkpoint_status(ckpt, path)), problem=str(exc))
         return row
-    if row["status"] == "mismatch":
-        row["problem"] = checkpoint_io.hash_mismatch_warning(Path(row["path"]), row["sha256"], row["expected_sha256"])
+    info = loaded.checkpoint
+    row.update(status=_status_word(checkpoint_io.CheckpointStatus(info.path, info.sha256, info.verified)), loads=True,
+               problem=loaded.warnings[0] if loaded.warnings else None)
     return row

@@ -6,7 +6,6 @@ The record keeps every convention and every raw sample; what the protocol names 
 
 from __future__ import annotations
 
-import copy
 import re
 import time
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from sr_bench import cpu_heap
 from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
 from sr_bench.errors import UsageError
-from sr_bench.execution import ExecMode, ExecRequest, parse_exec, prepare, resolve_exec
+from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import stamp
 from sr_bench.timing import RuntimeSpec, get_protocol, measure_runtime, out_of_memory_error, pinned_threads
@@ -56,12 +55,7 @@ class ProfileRequest:
 
     def __post_init__(self) -> None:
         """Reject impossible combinations before a model is loaded or anything is counted."""
-        protocol = get_protocol(self.protocol)
-        if protocol.forces_eager and not (self.exec_request.auto or self.exec_request == ExecRequest()):
-            raise UsageError(
-                f"protocol {protocol.name} measures eager fp32 only: drop --exec {self.exec_request.text} "
-                "or use --protocol robust"
-            )
+        check_protocol(self.exec_request, self.protocol)
 
 
 @dataclass
@@ -84,13 +78,15 @@ def run_profile(
         request.exec_request, model, device, protocol=protocol.name, threads=request.threads,
         data_range=loaded.data_range,
     )
+    fn = prepare(model, mode, device)  # one converted copy (e.g. channels_last), counted and timed
     step("counting complexity")
     if device.type == "cpu":
         cpu_heap.use(mode.retain_heap)  # the counting forward allocates like any other
     t0 = time.perf_counter()
     try:
         with pinned_threads(mode.threads):
-            complexity = count_complexity(_counting_model(model, mode), shape, by_layer_depth=request.by_layer_depth)
+            # counts depend on shapes only; the prepared layout just makes the counting forward faster
+            complexity = count_complexity(fn.module, shape, by_layer_depth=request.by_layer_depth)
     except torch.OutOfMemoryError as exc:
         raise out_of_memory_error(device, shape) from exc
     timings = {"complexity": time.perf_counter() - t0}
@@ -101,7 +97,6 @@ def run_profile(
             device=device, input_shape=shape, protocol=protocol.name, warmup=request.warmup,
             repeats=request.repeats, dtype=mode.dtype, threads=mode.threads, exec_mode=mode.label,
         )
-        fn = prepare(model, mode, device)
         x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(loaded.data_range).to(device)
         t0 = time.perf_counter()
         runtime = measure_runtime(lambda: fn(x), spec)  # the spec pins mode.threads
@@ -131,17 +126,6 @@ def run_profile(
         "profile_timings_s": timings,  # where srbench's own time went (complexity counting, timing loop)
     }
     return ProfileResult(stamp(record), complexity)
-
-
-def _counting_model(model: torch.nn.Module, mode: ExecMode) -> torch.nn.Module:
-    """The model to count on: counts depend on shapes only, so on CPU use the faster channels_last layout.
-
-    A channels_last copy runs the counting forward ~3x faster on CPU (oneDNN's depthwise kernels) and gives
-    identical counts; the caller's model is left untouched.
-    """
-    if mode.memory_format != "channels_last":
-        return model
-    return copy.deepcopy(model).to(memory_format=torch.channels_last)
 
 
 def _check_shape(loaded: LoadedModel, device: torch.device) -> None:
