@@ -62,11 +62,27 @@ from sr_bench.datasets import (
 )
 from sr_bench.env import environment
 from sr_bench.errors import CheckpointError, DatasetError, DeviceError, ResultsError, SrBenchError, UsageError
-from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec
+from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.images import to_input, to_uint8, write_png
 from sr_bench.metrics import image_metrics
 from sr_bench.models import LoadedModel, check_output_shape, resolve_model
-from sr_bench.results import atomic_write_text, load_records, stamp, write_record
+from sr_bench.results import (
+    SCHEMA_VERSION,
+    CheckpointFacts,
+    DataInfo,
+    EvalRecord,
+    ExecInfo,
+    ImageRow,
+    MeanMetrics,
+    Record,
+    SkippedImage,
+    TileInfo,
+    atomic_write_text,
+    load_records,
+    split_measurement,
+    stamp,
+    write_record,
+)
 from sr_bench.timing import (
     Measurement,
     MemoryKind,
@@ -137,7 +153,7 @@ ProgressFn = Callable[[EvalEvent], None]
 
 @dataclass(frozen=True)
 class EvalResult:
-    record: dict
+    record: EvalRecord
     path: Path  # where the record was stored in the results folder
 
 
@@ -578,8 +594,10 @@ def evaluate(
     rows = [state.rows[c.pair.name] for c in checked_pairs if c.pair.name in state.rows]
     if not rows:
         raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(state.bad)} unreadable)")
-    exec_info = mode.to_dict() | {"auto_probe": prepared.probe}
+    exec_info = ExecInfo(**mode.to_dict(), threads_requested=options.threads, probe=prepared.probe)
     record = _record(loaded, dataset, device, options, exec_info, rows, state, memory, log.path, resumed)
+    if message := threads_notice(options.threads, mode):
+        record["notices"].append(message)
     if mode.dtype != "fp32":
         record["fp32_reference"] = fp32_reference(record, _stored_records(options.results_dir))
         message = _reference_notice(record)
@@ -646,9 +664,9 @@ def _means(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in (*METRICS, "runtime_ms")}
 
 
-def _record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options: EvalOptions, exec_info: dict,
-            rows: list[dict], state: _Run, memory: _ForwardPeak, log_path: Path, resumed: bool) -> dict:
-    measurement = Measurement(
+def _record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options: EvalOptions, exec_info: ExecInfo,
+            rows: list[dict], state: _Run, memory: _ForwardPeak, log_path: Path, resumed: bool) -> EvalRecord:
+    runtime, peak = split_measurement(Measurement(
         samples_ms=[r["runtime_ms"] for r in rows],
         peak_memory_mib=memory.peak_mib,
         memory_kind=memory.kind,
@@ -656,51 +674,50 @@ def _record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options
         warmup_ms=state.warmup_ms,
         memory_baseline_mib=memory.baseline_mib,
         memory_method=memory.method,
-    ).to_dict()
-    memory_keys = ("peak_memory_mib", "memory_baseline_mib", "memory_kind", "memory_method")
-    # images differ in size, so their spread is not noise: the measurement's noise warnings do not apply here
-    dropped = (*memory_keys, "warnings")
+    ).to_dict())
+    runtime.pop("warnings")  # images differ in size, so their spread is not noise: noise warnings do not apply
     checkpoint = loaded.checkpoint.to_dict()
-    return {
-        "kind": "eval",
-        "model": loaded.name,
-        "scale": loaded.scale,
-        "dataset": dataset.name,
-        "dataset_requested": dataset.requested,
-        "split": dataset.spec.split if dataset.spec else None,
-        "protocol": options.protocol,
-        "device": str(device),
-        "images": rows,
-        "mean": _means(rows),
-        "runtime_ms": {k: v for k, v in measurement.items() if k not in dropped},
-        "memory_mib": measurement["peak_memory_mib"],
-        "memory": {k: measurement[k] for k in memory_keys},
-        "env": environment(device, checkpoint, threads=exec_info.get("threads")),
-        "exec": exec_info,
-        "checkpoint": checkpoint,
-        "data_range": loaded.data_range,
-        "crop_border": loaded.scale,
-        "data": {
-            "hr_dir": str(dataset.hr_dir),
-            "lr_dir": str(dataset.lr_dir) if dataset.lr_dir else None,
-            "lr_source": dataset.lr_source,
-            "images_in_set": len(dataset.pairs),
-            "expected": dataset.spec.count if dataset.spec else None,
-            "limit": options.limit,
-        },
-        "skipped": [{"name": b.name, "path": str(b.path), "error": b.error} for b in state.bad],
-        "tile": {"size": options.tile, "overlap": options.tile_overlap} if options.tile else None,
-        "run_log": str(log_path),
-        "resumed": resumed,
-        "notices": list(dataset.notices),
-        "warnings": list(loaded.warnings),
-    }
+    return EvalRecord(
+        kind="eval",
+        schema_version=SCHEMA_VERSION,
+        model=loaded.name,
+        scale=loaded.scale,
+        dataset=dataset.name,
+        dataset_requested=dataset.requested,
+        split=dataset.spec.split if dataset.spec else None,
+        protocol=options.protocol,
+        device=str(device),
+        images=[ImageRow(**row) for row in rows],
+        mean=MeanMetrics(**_means(rows)),
+        runtime_ms=runtime,
+        memory_mib=peak["peak_mib"],
+        memory=peak,
+        env=environment(device, checkpoint, threads=exec_info.get("threads")),
+        exec=exec_info,
+        checkpoint=CheckpointFacts(**checkpoint),
+        data_range=loaded.data_range,
+        crop_border=loaded.scale,
+        data=DataInfo(
+            hr_dir=str(dataset.hr_dir),
+            lr_dir=str(dataset.lr_dir) if dataset.lr_dir else None,
+            lr_source=dataset.lr_source,
+            images_in_set=len(dataset.pairs),
+            expected=dataset.spec.count if dataset.spec else None,
+            limit=options.limit,
+        ),
+        skipped=[SkippedImage(name=b.name, path=str(b.path), error=b.error) for b in state.bad],
+        tile=TileInfo(size=options.tile, overlap=options.tile_overlap) if options.tile else None,
+        run_log=str(log_path),
+        resumed=resumed,
+        notices=list(dataset.notices),
+        warnings=list(loaded.warnings),
+    )
 
 
 # ------------------------------------------------------------------------ reduced precision against fp32
 
 
-def _stored_records(results_dir: Path) -> list[dict]:
+def _stored_records(results_dir: Path) -> list[Record]:
     """The records already in the results folder (none when it is new: that is not an error here)."""
     try:
         records, _ = load_records(results_dir)  # unusable files are the report command's business, not eval's
@@ -709,7 +726,7 @@ def _stored_records(results_dir: Path) -> list[dict]:
     return records
 
 
-def _same_run_inputs(record: dict, candidate: dict) -> bool:
+def _same_run_inputs(record: EvalRecord, candidate: Record) -> bool:
     """Whether ``candidate`` scored the same images with the same weights, so only the precision differs."""
     data, other = record["data"], candidate.get("data") or {}
     sha = record["checkpoint"]["sha256"]  # None: random weights, which differ from run to run
@@ -727,7 +744,7 @@ def _resolved(folder: str | None) -> str | None:
     return None if folder is None else str(Path(folder).resolve())
 
 
-def fp32_reference(record: dict, stored: list[dict]) -> dict | None:
+def fp32_reference(record: EvalRecord, stored: list[Record]) -> dict | None:
     """The PSNR change of a reduced-precision eval ``record`` against the newest matching fp32 record in ``stored``
     (oldest first, as ``load_records`` returns them), or None when there is none.
 
@@ -762,7 +779,7 @@ def fp32_reference(record: dict, stored: list[dict]) -> dict | None:
     return None
 
 
-def _reference_notice(record: dict) -> str:
+def _reference_notice(record: EvalRecord) -> str:
     """One line for the user: the PSNR change against fp32, or how to get an fp32 record to compare with."""
     label, reference = record["exec"]["label"], record["fp32_reference"]
     if reference is None:
@@ -840,6 +857,8 @@ def evaluate_all(
             for message in dataset.notices:
                 notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         run = prepare_run(loaded, torch_device, options)
+        if message := threads_notice(options.threads, run.mode):
+            notify(EvalEvent("notice", loaded.name, message=message))
         for dataset, checked in sets:
             results.append(evaluate(loaded, dataset, torch_device, options, checked=checked, prepared=run,
                                     progress=progress))

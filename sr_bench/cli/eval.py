@@ -36,9 +36,7 @@ from sr_bench.errors import UsageError
 from sr_bench.evaluate import EvalEvent, EvalOptions, EvalResult, evaluate_all
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
-from sr_bench.results import atomic_write_json
-
-MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
+from sr_bench.results import MEMORY_KINDS, EvalRecord, atomic_write_json
 
 
 def _names(text: str | None) -> list[str]:
@@ -162,7 +160,7 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def _render(run: EvalResult) -> None:
-    rec = run.record
+    rec: EvalRecord = run.record
     alias = f" (for '{rec['dataset_requested']}')" if rec["dataset_requested"] not in (rec["dataset"], None) and rec["data"]["expected"] else ""
     title = (
         f"{rec['model']} x{rec['scale']} on {rec['dataset']}{alias} — {rec['device']}, protocol {rec['protocol']}, "
@@ -180,8 +178,9 @@ def _render(run: EvalResult) -> None:
                   _fmt(mean["ssim_y"], 4), _fmt(mean["runtime_ms"], 2))
     output.out.print(table)
     rt = rec["runtime_ms"]
-    memory = rec["memory_mib"]
-    memory_text = "-" if memory is None else f"{memory:.2f} MiB ({MEMORY_LABEL.get(rec['memory']['memory_kind'], '')})"
+    memory = rec.get("memory") or {}
+    peak = memory.get("peak_mib")
+    memory_text = "-" if peak is None else f"{peak:.2f} MiB ({MEMORY_KINDS.get(memory.get('kind', ''), '')})"
     output.out.print(
         f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} images "
         f"({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",

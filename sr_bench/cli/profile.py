@@ -26,7 +26,7 @@ from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
 from sr_bench.paths import results_dir
 from sr_bench.profile import ProfileRequest, ProfileResult, parse_size, run_profile
-from sr_bench.results import atomic_write_json, write_record
+from sr_bench.results import MEMORY_KINDS, atomic_write_json, write_record
 from sr_bench.timing import resolve_device
 
 CONVENTION_NOTES = {
@@ -87,6 +87,8 @@ def profile(
         if json_path is not None:
             atomic_write_json(json_path, result.record)
         _render(result)
+        for message in result.record.get("notices", []):
+            output.notice(message)
         for message in result.record["warnings"]:
             output.warning(message)
         output.info(f"record saved: {path}" + (f" and {json_path}" if json_path else ""))
@@ -138,9 +140,9 @@ def _render(result: ProfileResult) -> None:
         table.add_row("Runtime (median)", f"{rt['median']:.2f} ms",
                       f"mean {rt['mean']:.2f}, std {rt['std']:.2f}, min {rt['min']:.2f}, p90 {rt['p90']:.2f} "
                       f"over {rt['n']} forwards ({rt['clock']}, {len(rt['warmup_samples'])} warm-up)")
-        memory = rec["memory_mib"]
-        how = "torch.cuda.max_memory_allocated" if rec["memory_kind"] == "cuda_max_allocated" else "process RSS peak (CPU)"
-        table.add_row("Peak memory", "-" if memory is None else f"{memory:.2f} MiB", how)
+        memory = rec.get("memory") or {}
+        peak = memory.get("peak_mib")
+        table.add_row("Peak memory", "-" if peak is None else f"{peak:.2f} MiB", MEMORY_KINDS.get(memory.get("kind", ""), ""))
     table.add_row("Threads", str(rec["exec"].get("threads") or "-"), f"CPU: {rec['env'].get('cpu_model') or '?'}")
     output.out.print(table)
     if result.complexity.by_layer:
