@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from io import StringIO
 from pathlib import Path
@@ -13,11 +12,12 @@ import pandas as pd
 import pytest
 from rich.console import Console
 
+from conftest import TEST_DATA
+
 from sr_bench.errors import ResultsError, UsageError
 from sr_bench.report import build_table, format_for_path, load_table, render, to_rich
 from sr_bench.results import load_records, write_record
 
-REPO = Path(__file__).resolve().parent.parent
 VAL = "div2k-valid"
 
 # The 2023 results.json values behind results_2023_lgvan.txt (protocol.md, "The 2023 table, as a golden file").
@@ -29,18 +29,9 @@ GOLDEN_2023 = {
 }
 
 
-def specs_dir() -> Path:
-    path = Path(os.environ.get("SRBENCH_SPECS") or REPO.parent / "shared" / "specs")
-    if not path.is_dir():
-        pytest.fail(f"specs folder missing: {path} (set SRBENCH_SPECS)")
-    return path
-
-
 def golden_txt() -> bytes:
-    path = specs_dir() / "results_2023_lgvan.txt"
-    if not path.is_file():
-        pytest.fail(f"golden file missing: {path}")
-    return path.read_bytes()
+    """The official 2023 results.txt (copied from specs/ into tests/data, so it always ships)."""
+    return (TEST_DATA / "results_2023_lgvan.txt").read_bytes()
 
 
 def profile_record(model: str, params: float, flops: float, fvcore: float | None, acts: float, conv: int,
