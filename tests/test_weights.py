@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from sr_bench import paths
 from sr_bench import weights as checkpoint_io
 from sr_bench.errors import CheckpointError, DownloadError
 from sr_bench.models import catalogue, resolve_model
@@ -194,7 +195,7 @@ def test_search_order(tmp_path, monkeypatch, no_env_weights):
     places["cwd"].unlink()
     assert checkpoint_io.find_checkpoint(spec) == places["cache"]
     places["cache"].unlink()
-    assert checkpoint_io.find_checkpoint(spec) is None
+    assert checkpoint_io.find_checkpoint(spec) == paths.builtin_weights_dir() / RFDN_FILE  # shipped, searched last
 
 
 def test_resolve_model_uses_cwd_weights_folder(rfdn_path, no_env_weights):
