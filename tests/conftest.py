@@ -120,6 +120,13 @@ def set5_quality_refs() -> dict[str, dict[str, dict[str, float]]]:
     return refs
 
 
+@pytest.fixture
+def no_builtin_weights(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide the checkpoints shipped with srbench, for tests of what happens when no checkpoint is found."""
+    empty = tmp_path_factory.mktemp("no-builtin-weights")
+    monkeypatch.setattr(paths, "builtin_weights_dir", lambda: empty)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_dirs(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep tests away from the user's cache and results folders."""

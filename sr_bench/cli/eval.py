@@ -12,7 +12,7 @@ Usage::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -33,10 +33,12 @@ from sr_bench.cli.options import (
     WeightsOpt,
 )
 from sr_bench.errors import UsageError
-from sr_bench.evaluate import EvalEvent, EvalOptions, EvalResult, evaluate_all
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
 from sr_bench.results import atomic_write_json
+
+if TYPE_CHECKING:
+    from sr_bench.evaluate import EvalEvent, EvalResult
 
 MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
 
@@ -84,6 +86,8 @@ def eval_cmd(
 
     Example: srbench eval --model lgvan --dataset set14 --data-root ../shared/data
     """
+    from sr_bench.evaluate import EvalOptions, evaluate_all  # torch: imported when the command runs
+
     models, datasets = _names(model), _names(dataset)
     if json_path is not None and (len(models) != 1 or len(datasets) + (hr is not None) != 1):
         raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
