@@ -326,7 +326,6 @@ def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_di
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"datasets": []}, r"--dataset NAME"),
         ({"datasets": [], "lr_dir": Path("x")}, r"--lr needs --hr"),
         ({"models": ["rfdn", "lgvan"], "weights": Path("w.pth")}, r"--weights applies to one model"),
     ],

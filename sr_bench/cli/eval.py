@@ -139,19 +139,23 @@ class _ProgressView:
             transient=False,
         )
         self._task: TaskID | None = None
+        self._started = False  # the live display starts with the first dataset: an early error prints alone
 
     def __enter__(self) -> _ProgressView:
-        self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(*exc)
+        if self._started:
+            self._progress.stop()
 
     def update(self, event: EvalEvent) -> None:
         psnr = "" if event.mean_psnr is None else f"mean PSNR {event.mean_psnr:.2f} dB"
         if event.kind == "notice":
             output.notice(event.message)  # the same console as the bar: printed above it
         elif event.kind == "start":
+            if not self._started:
+                self._progress.start()
+                self._started = True
             self._task = self._progress.add_task(
                 f"{event.model} on {event.dataset}", total=event.total, completed=event.done, psnr=psnr
             )
