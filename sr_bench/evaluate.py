@@ -54,6 +54,7 @@ from sr_bench.datasets import (
     BadImage,
     CheckedPair,
     Dataset,
+    bad_image,
     check_pairs,
     custom_dataset,
     load_pair,
@@ -596,7 +597,7 @@ def evaluate(
 def _skip_or_raise(checked: CheckedPair, exc: BaseException, options: EvalOptions, state: _Run) -> None:
     if not isinstance(exc, DatasetError) or not options.skip_bad:
         raise exc
-    state.bad.append(BadImage(checked.pair.name, checked.pair.hr_path, str(exc)))
+    state.bad.append(bad_image(checked.pair, exc))
 
 
 def _one_image(item: tuple, loaded: LoadedModel, forward: Callable[[torch.Tensor], torch.Tensor],

@@ -111,7 +111,7 @@ def set5_quality_refs() -> dict[str, dict[str, dict[str, float]]]:
     The official-pipeline Set5 references (one torch thread), read from the shipped copy of the spec.
     """
     refs: dict[str, dict[str, dict[str, float]]] = {}
-    row = re.compile(r"^\| (\w+) \| \**(\w+)\** \| [^|]* \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$")
+    row = re.compile(r"^\| (\w+) \| \**(\w+)\** \|[^|]*\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$")
     for line in (TEST_DATA / "quality_refs.md").read_text().splitlines():
         if match := row.match(line):
             model, image, *values = match.groups()

@@ -89,7 +89,7 @@ def eval_cmd(
     from sr_bench.evaluate import EvalOptions, evaluate_all  # torch: imported when the command runs
 
     models, datasets = _names(model), _names(dataset)
-    if json_path is not None and (len(models) != 1 or len(datasets) + (hr is not None) != 1):
+    if json_path is not None and (len(models) != 1 or (len(datasets) + (hr is not None) or 1) != 1):  # none: set5
         raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
     options = EvalOptions(
         results_dir=results_dir(results),
