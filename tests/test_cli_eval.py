@@ -85,7 +85,8 @@ def test_eval_resume_through_the_cli(env: Path, tmp_path: Path) -> None:
 
 
 def test_eval_without_model_runs_every_model_with_a_checkpoint(env: Path, weights_dir: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                no_builtin_weights: None) -> None:
     only = tmp_path / "only-rfdn"
     only.mkdir()
     os.symlink(weights_dir / "team00_rfdn.pth", only / "team00_rfdn.pth")

@@ -312,8 +312,8 @@ def test_tiled_run_is_recorded_and_matches_untiled(tmp_path: Path, data_dir: Pat
 # ----------------------------------------------------------------------------------- several models / usage
 
 
-def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      no_builtin_weights: None) -> None:
     only_rfdn = tmp_path / "w"
     only_rfdn.mkdir()
     os.symlink(weights_dir / "team00_rfdn.pth", only_rfdn / "team00_rfdn.pth")
