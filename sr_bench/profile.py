@@ -6,7 +6,6 @@ The record keeps every convention and every raw sample; what the protocol names 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,19 +36,6 @@ from sr_bench.timing import (
 )
 
 SHAPE_CHECK_SIZE = 24  # side of the tiny input used to check the output shape before anything long runs
-_SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*$")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``--size``: ``256`` (square) or ``HxW`` such as ``180x320`` (rows x columns, as tensors are shaped)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UsageError(f"--size {text!r} is not a size: use N (square) or HxW, e.g. 256 or 180x320")
-    h = int(match.group(1))
-    w = int(match.group(2) or h)
-    if h < 1 or w < 1:
-        raise UsageError(f"--size must be positive, got {h}x{w}")
-    return h, w
 
 
 @dataclass(frozen=True)

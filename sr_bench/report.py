@@ -30,6 +30,8 @@ Example::
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -44,6 +46,7 @@ from rich.text import Text
 
 from sr_bench.errors import ResultsError, UsageError
 from sr_bench.results import EvalRecord, ProfileRecord, Record, eval_coverage, is_partial, load_records, record_time
+from sr_bench.sizes import size_text
 
 MISSING = "-"
 FLOPS_CONVENTIONS = ("ntire2023", "fvcore", "full")
@@ -131,7 +134,7 @@ class ChallengeTable:
             "x" + "/".join(str(s) for s in scales) if scales else None,
             f"val: {self.val}" if self.val else None,
             f"test: {self.test}" if self.has_test else None,
-            f"FLOPs: {self.flops} ({FLOPS_DESCRIPTIONS[self.flops]}; 1 MAC = 1 FLOP) at {_size_text(self.size)} input",
+            f"FLOPs: {self.flops} ({FLOPS_DESCRIPTIONS[self.flops]}; 1 MAC = 1 FLOP) at {size_text(self.size)} input",
             f"protocol: {self._setup_text('protocol')}",
             f"device: {self._setup_text('device')}",
             f"exec: {self._setup_text('exec')}" if execs else None,
@@ -251,12 +254,17 @@ def render_md(table: ChallengeTable) -> str:
 
 
 def render_csv(table: ChallengeTable) -> str:
-    """CSV of the raw (unrounded) values with the table's headers; identity columns always included."""
-    import pandas as pd
+    """CSV of the raw (unrounded) values with the table's headers; identity columns always included.
 
+    Each value is written as itself: integers stay integers (``64``, not ``64.0``, even when another row has no
+    value there), floats keep every digit (``repr``), a missing value is an empty field.
+    """
     cols = _machine_columns(table)
-    frame = pd.DataFrame([[row.get(c.key) for c in cols] for row in table.rows], columns=[c.header for c in cols])
-    return frame.to_csv(index=False)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([c.header for c in cols])
+    writer.writerows([["" if row.get(c.key) is None else row.get(c.key) for c in cols] for row in table.rows])
+    return buf.getvalue()
 
 
 def render_json(table: ChallengeTable) -> str:
@@ -335,22 +343,15 @@ def _profile_size(record: ProfileRecord) -> tuple[int, ...] | None:
     return (record.get("batch", 1), *size) if size and len(size) == 2 else None
 
 
-def _size_text(size: Sequence[int] | None) -> str:
-    """``256×256``, with the batch in front when it is not 1 (``2×256×256``)."""
-    if size is None:
-        return "an unrecorded size"
-    return "×".join(map(str, size[1:] if len(size) == 3 and size[0] == 1 else size))
-
-
 def _other_size_notes(profiles: list[ProfileRecord], size: tuple[int, int]) -> list[str]:
     """Name the profiles left out because they were measured at another input size (or batch)."""
     others: dict[tuple, set[str]] = {}
     for r in profiles:
         if (shape := _profile_size(r)) != (1, *size):
-            others.setdefault((r["model"], r["scale"]), set()).add(_size_text(shape))
+            others.setdefault((r["model"], r["scale"]), set()).add(size_text(shape))
     return [
-        f"{model} x{scale}: profile(s) at {', '.join(sorted(sizes))} left out (the table uses {_size_text(size)}"
-        f" input); report them with --size, or run 'srbench profile --model {model}' at {_size_text(size)}"
+        f"{model} x{scale}: profile(s) at {', '.join(sorted(sizes))} left out (the table uses {size_text(size)}"
+        f" input); report them with --size, or run 'srbench profile --model {model}' at {size_text(size)}"
         for (model, scale), sizes in others.items()
     ]
 

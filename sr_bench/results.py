@@ -39,6 +39,7 @@ from typing import Any, Literal, NotRequired, Required, TypedDict, Union, get_ar
 
 from sr_bench import __version__
 from sr_bench.errors import ResultsError
+from sr_bench.files import default_file_mode
 
 # 1: the first release. 2: one memory block (``memory``) for both kinds, ``runtime_ms`` without memory keys,
 # ``exec.probe`` for both kinds (eval wrote ``exec.auto_probe``), ``exec.threads_requested``.
@@ -428,6 +429,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_name, default_file_mode())  # mkstemp makes 0600; honour the umask like open() does
         os.replace(tmp_name, path)
     except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)

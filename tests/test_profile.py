@@ -12,8 +12,9 @@ from sr_bench.cli.app import app
 from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
 from sr_bench.models import resolve_model
-from sr_bench.profile import ProfileRequest, parse_size, published_check, run_profile
+from sr_bench.profile import ProfileRequest, published_check, run_profile
 from sr_bench.results import SCHEMA_VERSION
+from sr_bench.sizes import parse_size
 
 REQUIRED = ("model", "scale", "input_size", "device", "protocol", "params", "flops", "activations", "num_conv",
             "runtime_ms", "memory_mib", "env", "warnings")

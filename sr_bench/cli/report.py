@@ -20,7 +20,6 @@ from sr_bench.cli import output
 from sr_bench.cli.options import ResultsOpt
 from sr_bench.errors import UsageError
 from sr_bench.paths import results_dir
-from sr_bench.profile import parse_size
 from sr_bench.report import (
     EXTRAS,
     FLOPS_CONVENTIONS,
@@ -32,6 +31,7 @@ from sr_bench.report import (
     to_rich,
 )
 from sr_bench.results import atomic_write_text
+from sr_bench.sizes import parse_size
 
 NONE_WORDS = ("", "none", "-")
 
