@@ -241,3 +241,26 @@ def test_threads_beyond_the_cores_are_capped_and_recorded(nets: Path, tmp_path: 
     assert f"--threads 999 is more than the {record['exec']['threads']} core(s)" in result.stderr
     assert record["notices"] == [f"--threads 999 is more than the {record['exec']['threads']} core(s) this process "
                                  f"may use: ran with {record['exec']['threads']}"]
+
+
+# ---------------------------------------------------------------- the records srbench builds are valid
+
+
+def test_an_eval_record_validates_and_reads_back(nets: Path, tmp_path: Path) -> None:
+    from sr_bench.evaluate import EvalOptions, evaluate_all
+
+    hr = tmp_path / "HR"
+    hr.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        write_png(hr / f"{name}.png", rng.integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    weights = tmp_path / "net.pth"
+    torch.save(resolve_model(f"{nets}:Net", scale=2, device=CPU).module.state_dict(), weights)
+    options = EvalOptions(results_dir=tmp_path / "results", threads=1, protocol="ntire2023")
+    (result,) = evaluate_all([f"{nets}:Net"], [], options, data_root=tmp_path, hr_dir=hr, scale=2, weights=weights,
+                             device="cpu")
+    assert validate(result.record) is None
+    assert result.record["memory"]["peak_mib"] == result.record["memory_mib"]
+    assert "peak_memory_mib" not in result.record["runtime_ms"] and result.record["exec"]["threads_requested"] == 1
+    (stored,), warnings = load_records(tmp_path / "results")
+    assert warnings == [] and stored == json.loads(json.dumps(result.record))
