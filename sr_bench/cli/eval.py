@@ -33,7 +33,9 @@ from sr_bench.cli.options import (
     WeightsOpt,
 )
 from sr_bench.errors import UsageError
-from sr_bench.evaluate import EvalEvent, EvalOptions, EvalResult, evaluate_all
+from sr_bench.eval_all import evaluate_all
+from sr_bench.eval_config import EvalConfig, EvalOptions
+from sr_bench.evaluate import EvalEvent, EvalResult
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
 from sr_bench.results import atomic_write_json
@@ -87,33 +89,32 @@ def eval_cmd(
     models, datasets = _names(model), _names(dataset)
     if json_path is not None and (len(models) != 1 or len(datasets) + (hr is not None) != 1):
         raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
-    options = EvalOptions(
-        results_dir=results_dir(results),
-        protocol=protocol,
-        exec=exec_mode,
-        threads=threads,
-        limit=limit,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        save_sr=save_sr,
-        skip_bad=skip_bad,
-        resume=resume,
+    config = EvalConfig(
+        options=EvalOptions(
+            results_dir=results_dir(results),
+            protocol=protocol,
+            exec=exec_mode,
+            threads=threads,
+            limit=limit,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            save_sr=save_sr,
+            skip_bad=skip_bad,
+            resume=resume,
+        ),
+        data_root=default_data_root(data_root),
+        models=models,
+        datasets=datasets,
+        hr_dir=hr,
+        lr_dir=lr,
+        scale=scale,
+        weights=weights,
+        data_range=data_range,
+        model_args=model_args,
+        device=device,
     )
     with _ProgressView() as view:
-        runs = evaluate_all(
-            models or None,
-            datasets,
-            options,
-            data_root=default_data_root(data_root),
-            hr_dir=hr,
-            lr_dir=lr,
-            scale=scale,
-            weights=weights,
-            data_range=data_range,
-            model_args=model_args,
-            device=device,
-            progress=view.update,
-        )
+        runs = evaluate_all(config, progress=view.update)
     for run in runs:
         _render(run)
     if json_path is not None:
