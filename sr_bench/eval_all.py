@@ -6,6 +6,9 @@ per scale before it runs anything, so a missing file stops the run before an hou
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from sr_bench import paths
 from sr_bench import weights as checkpoint_io
 from sr_bench.datasets import BadImage, CheckedPair, Dataset, check_pairs, custom_dataset, locate_dataset, resolve_dataset
 from sr_bench.errors import CheckpointError, UsageError
@@ -14,6 +17,8 @@ from sr_bench.evaluate import EvalEvent, EvalResult, ProgressFn, evaluate, prepa
 from sr_bench.models import resolve_model
 from sr_bench.timing import resolve_device
 from sr_bench.zoo import get_spec, list_models
+
+DEFAULT_DATASET = "set5"  # with no --dataset: built into srbench, so `srbench eval --model M` always runs
 
 
 def available_models(scale: int | None = None) -> list[str]:
@@ -32,6 +37,12 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
     with a checkpoint here. All datasets are found and validated for a model before it runs anything."""
     notify = progress or (lambda event: None)
     options = config.options
+    if not config.datasets and config.hr_dir is None:
+        config = replace(config, datasets=[DEFAULT_DATASET])
+        _, hr_found, _ = locate_dataset(DEFAULT_DATASET, config.data_root)
+        where = "srbench's built-in copy" if hr_found.is_relative_to(paths.builtin_data_root()) else str(hr_found.parent)
+        notify(EvalEvent("notice", message=f"no --dataset given: evaluating on {DEFAULT_DATASET} ({where}); "
+                                           "pass --dataset NAME for another set"))
     for name in config.datasets:  # unknown or missing sets fail before any model is loaded
         locate_dataset(name, config.data_root)
     names = config.models or available_models(config.scale)
@@ -51,10 +62,10 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
             notify(EvalEvent("notice", loaded.name, message=message))
         if loaded.scale not in sets_by_scale:  # resolving + checking every pair reads every file header
             sets_by_scale[loaded.scale] = _prepare_sets(config, loaded.scale)
+            for dataset, _ in sets_by_scale[loaded.scale]:  # once per dataset, not once per model
+                for message in dataset.notices:
+                    notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         sets = sets_by_scale[loaded.scale]
-        for dataset, _ in sets:
-            for message in dataset.notices:
-                notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         run = prepare_run(loaded, torch_device, options)
         for dataset, checked in sets:
             results.append(evaluate(loaded, dataset, torch_device, options, checked=checked, prepared=run,

@@ -49,7 +49,8 @@ class EvalConfig:
     """Which models on which images, and how: the whole of an ``srbench eval`` request, validated on creation.
 
     ``models`` empty means every zoo model with a checkpoint here; ``hr_dir`` (with an optional ``lr_dir``) adds
-    a custom folder to the named ``datasets``.
+    a custom folder to the named ``datasets``; neither datasets nor a folder means the built-in Set5
+    (:data:`sr_bench.eval_all.DEFAULT_DATASET`).
     """
 
     options: EvalOptions
@@ -67,5 +68,3 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if self.lr_dir is not None and self.hr_dir is None:
             raise UsageError("--lr needs --hr: give the HR folder the LR images belong to")
-        if not self.datasets and self.hr_dir is None:
-            raise UsageError("say what to evaluate on: --dataset NAME[,NAME...] or --hr DIR [--lr DIR]")

@@ -32,7 +32,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sr_bench.datasets import BadImage, CheckedPair, Dataset, check_pairs, lr_cache_dir
+from sr_bench.datasets import BadImage, CheckedPair, Dataset, bad_image, check_pairs, lr_cache_dir
 from sr_bench.device_policy import DevicePolicy, policy_for
 from sr_bench.errors import DatasetError
 from sr_bench.eval_config import EvalOptions
@@ -191,7 +191,7 @@ def evaluate(
 def _skip_or_raise(item: Failed, options: EvalOptions, state: _Run) -> None:
     if not isinstance(item.error, DatasetError) or not options.skip_bad:
         raise item.error
-    state.bad.append(BadImage(item.checked.pair.name, item.checked.pair.hr_path, str(item.error)))
+    state.bad.append(bad_image(item.checked.pair, item.error))
 
 
 def _one_image(item: Decoded, loaded: LoadedModel, forward: Forward, options: EvalOptions, state: _Run,

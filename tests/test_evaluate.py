@@ -15,23 +15,24 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from conftest import require_dataset
+
 from sr_bench import evaluate as ev
 from sr_bench import pipeline, tiling
-from sr_bench.datasets import custom_dataset, resolve_dataset
+from sr_bench.datasets import custom_dataset, load_pair, lr_cache_dir, resolve_dataset
 from sr_bench.errors import DatasetError, DeviceError, ModelSpecError, ResultsError, UsageError
-from sr_bench.datasets import load_pair, lr_cache_dir
 from sr_bench.eval_all import available_models, evaluate_all
 from sr_bench.eval_config import EvalConfig, EvalOptions
 from sr_bench.evaluate import EvalEvent, evaluate
-from sr_bench.tiling import tiled_forward
 from sr_bench.images import read_rgb_u8, to_input, to_uint8
 from sr_bench.models import CheckpointInfo, LoadedModel
 from sr_bench.results import load_records
+from sr_bench.tiling import tiled_forward
 from sr_bench.timing import pinned_threads
 from sr_bench.zoo import ModelSpec
 
 CPU = torch.device("cpu")
-RFDN_SET5_MEAN_PSNR_RGB = 30.2543823441  # ../shared/specs/quality_refs.md, official pipeline, one thread
+RFDN_SET5_MEAN_PSNR_RGB = 30.2543823441  # tests/data/quality_refs.md, official pipeline, one thread
 RFDN_SET5_PSNR_RGB = {"baby": 32.2518554268, "bird": 32.7004531000, "butterfly": 27.2228789473,
                       "head": 29.9213354258, "woman": 29.1753888207}
 
@@ -152,6 +153,7 @@ def test_record_and_jsonl_are_in_the_results_store(rfdn_set5: ev.EvalResult) -> 
 
 
 def test_generated_lr_protocols_and_saved_sr(tmp_path: Path, data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14")
     ds = resolve_dataset("set14", data_dir, 4)
     loaded = _loaded()
     official = evaluate(loaded, ds, CPU, _options(tmp_path, limit=2, protocol="ntire2023", save_sr=tmp_path / "sr"))
@@ -314,8 +316,8 @@ def test_tiled_run_is_recorded_and_matches_untiled(tmp_path: Path, data_dir: Pat
 # ----------------------------------------------------------------------------------- several models / usage
 
 
-def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      no_builtin_weights: None) -> None:
     only_rfdn = tmp_path / "w"
     only_rfdn.mkdir()
     os.symlink(weights_dir / "team00_rfdn.pth", only_rfdn / "team00_rfdn.pth")
@@ -328,7 +330,6 @@ def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_di
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"datasets": []}, r"--dataset NAME"),
         ({"datasets": [], "lr_dir": Path("x")}, r"--lr needs --hr"),
         ({"models": ["rfdn", "lgvan"], "weights": Path("w.pth")}, r"--weights applies to one model"),
     ],
