@@ -21,7 +21,7 @@ from conftest import REPO, TEST_DATA, set5_quality_refs
 from sr_bench import checkpoint_files, paths
 from sr_bench.cli.app import app
 from sr_bench.datasets import check_pairs, custom_dataset, dataset_status, resolve_dataset
-from sr_bench.errors import DatasetError, DownloadError, UnknownModelError
+from sr_bench.errors import DatasetError, UnknownModelError
 from sr_bench.models import resolve_model
 from sr_bench.results import write_record
 from sr_bench.zoo import ModelSpec, get_spec, registry
