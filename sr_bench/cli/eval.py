@@ -54,7 +54,7 @@ def eval_cmd(
     ] = None,
     dataset: Annotated[
         Optional[str],
-        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (div2k/lsdir = test split if present, else valid)."),
+        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (default: set5, built in; div2k/lsdir = test split if present, else valid)."),
     ] = None,
     data_root: Annotated[
         Optional[Path], typer.Option("--data-root", help="Where named datasets live (default: $SRBENCH_DATA or ./datasets).")
