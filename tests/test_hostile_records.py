@@ -247,7 +247,8 @@ def test_threads_beyond_the_cores_are_capped_and_recorded(nets: Path, tmp_path: 
 
 
 def test_an_eval_record_validates_and_reads_back(nets: Path, tmp_path: Path) -> None:
-    from sr_bench.evaluate import EvalOptions, evaluate_all
+    from sr_bench.eval_all import evaluate_all
+    from sr_bench.eval_config import EvalConfig, EvalOptions
 
     hr = tmp_path / "HR"
     hr.mkdir()
@@ -257,8 +258,8 @@ def test_an_eval_record_validates_and_reads_back(nets: Path, tmp_path: Path) -> 
     weights = tmp_path / "net.pth"
     torch.save(resolve_model(f"{nets}:Net", scale=2, device=CPU).module.state_dict(), weights)
     options = EvalOptions(results_dir=tmp_path / "results", threads=1, protocol="ntire2023")
-    (result,) = evaluate_all([f"{nets}:Net"], [], options, data_root=tmp_path, hr_dir=hr, scale=2, weights=weights,
-                             device="cpu")
+    config = EvalConfig(options, tmp_path, models=[f"{nets}:Net"], hr_dir=hr, scale=2, weights=weights, device="cpu")
+    (result,) = evaluate_all(config)
     assert validate(result.record) is None
     assert result.record["memory"]["peak_mib"] == result.record["memory_mib"]
     assert "peak_memory_mib" not in result.record["runtime_ms"] and result.record["exec"]["threads_requested"] == 1
