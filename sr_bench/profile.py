@@ -15,7 +15,7 @@ import torch
 from sr_bench import cpu_heap
 from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
-from sr_bench.errors import ModelSpecError, UsageError
+from sr_bench.errors import ModelSpecError
 from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import (
