@@ -63,6 +63,7 @@ from sr_bench.datasets import (
 from sr_bench.env import environment
 from sr_bench.errors import CheckpointError, DatasetError, DeviceError, ResultsError, SrBenchError, UsageError
 from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec
+from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.images import to_input, to_uint8, write_png
 from sr_bench.metrics import image_metrics
 from sr_bench.models import LoadedModel, check_output_shape, resolve_model
@@ -548,6 +549,7 @@ def evaluate(
     to_tensor = None if device.type == "cuda" else (lambda lr: to_input(lr, loaded.data_range, device))
     prefetch = _Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), to_tensor)
     memory = _ForwardPeak(device, reset=proto.reset_peak_memory)
+    guard = GpuGuard(device)
 
     def collect() -> None:
         for row in finisher.finished():
@@ -563,13 +565,14 @@ def evaluate(
                 with _out_of_memory(device, todo[0].pair.name, (h, w), options.tile):
                     state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
                 del dummy
-            for item in prefetch:
-                if len(item) == 2:  # the prefetch thread could not decode this pair
-                    _skip_or_raise(item[0], item[1], options, state)
-                    emit("skip", item[0].pair.name)
-                    continue
-                _one_image(item, loaded, forward, device, options, state, finisher, memory)
-                collect()
+            with guard.split():  # GPU clocks, throttling and other processes over the timed images
+                for item in prefetch:
+                    if len(item) == 2:  # the prefetch thread could not decode this pair
+                        _skip_or_raise(item[0], item[1], options, state)
+                        emit("skip", item[0].pair.name)
+                        continue
+                    _one_image(item, loaded, forward, device, options, state, finisher, memory)
+                    collect()
     finally:
         prefetch.close()
         finisher.drain()
@@ -580,6 +583,11 @@ def evaluate(
         raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(state.bad)} unreadable)")
     exec_info = mode.to_dict() | {"auto_probe": prepared.probe}
     record = _record(loaded, dataset, device, options, exec_info, rows, state, memory, log.path, resumed)
+    record.update(guard.record_fields())
+    record["warnings"] += guard.warnings
+    if guard.notice:
+        record["notices"].append(guard.notice)
+        notify(EvalEvent("notice", loaded.name, dataset.name, message=guard.notice))
     if mode.dtype != "fp32":
         record["fp32_reference"] = fp32_reference(record, _stored_records(options.results_dir))
         message = _reference_notice(record)

@@ -18,6 +18,7 @@ from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
 from sr_bench.errors import UsageError
 from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec
+from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import stamp
 from sr_bench.timing import RuntimeSpec, get_protocol, measure_runtime, out_of_memory_error, pinned_threads
@@ -91,6 +92,7 @@ def run_profile(
         raise out_of_memory_error(device, shape) from exc
     timings = {"complexity": time.perf_counter() - t0}
     runtime = None
+    guard = GpuGuard(device)
     if request.runtime:
         step(f"timing {mode.label} on {device}")
         spec = RuntimeSpec(
@@ -99,10 +101,10 @@ def run_profile(
         )
         x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(loaded.data_range).to(device)
         t0 = time.perf_counter()
-        runtime = measure_runtime(lambda: fn(x), spec)  # the spec pins mode.threads
+        runtime = measure_runtime(lambda: fn(x), spec, guard)  # the spec pins mode.threads
         timings["runtime"] = time.perf_counter() - t0
 
-    warnings = loaded.warnings + list(complexity.warnings) + (runtime.warnings if runtime else [])
+    warnings = loaded.warnings + list(complexity.warnings) + (runtime.warnings if runtime else []) + guard.warnings
     record = {
         "kind": "profile",
         "model": loaded.name,
@@ -119,6 +121,7 @@ def run_profile(
         "runtime_ms": runtime.to_dict() if runtime else None,
         "memory_mib": runtime.peak_memory_mib if runtime else None,
         "memory_kind": runtime.memory_kind if runtime else None,
+        **guard.record_fields(),  # gpu_conditions (clocks, throttling, other processes) or None, and why
         "checkpoint": loaded.checkpoint.to_dict(),
         "published": published_check(loaded, request.size, request.batch, complexity),
         "env": environment(device, checkpoint=loaded.checkpoint.to_dict(), threads=mode.threads),
