@@ -1,25 +1,19 @@
-"""sr_bench.gpu_conditions: the fair-timing guard, run against a fake NVML (no GPU needed).
-
-``FakeNvml`` stands for the ``pynvml`` module on a machine with one GPU: each ``nvmlDevice*`` call answers from a
-scripted list of states (one per read of the whole sample), so a test says exactly what the driver reported
-before, during and after a split.
-"""
+"""sr_bench.gpu_conditions: the fair-timing guard, run against a fake NVML (``gpu_fakes.FakeNvml``; no GPU needed)."""
 
 from __future__ import annotations
 
 import sys
 import threading
-import types
 from dataclasses import replace
 
 import pytest
 import torch
 
+from gpu_fakes import OWN, STEADY, FakeNvml
 from sr_bench.gpu_conditions import GpuGuard, GpuProcess, GpuSample, NvmlDevice, reason_names, summarize
 
 CUDA = torch.device("cuda", 0)
 CPU = torch.device("cpu")
-OWN = 4242  # the pid the tests pretend srbench runs as
 
 
 def sample(t: float = 0.0, sm: int | None = 1980, mem: int | None = 2619, reasons: int | None = 0, pstate: int | None = 0,
@@ -114,107 +108,6 @@ def test_fields_nvml_cannot_read_stay_none_and_never_warn() -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # NvmlDevice against a fake pynvml
-
-
-class FakeNvml:
-    """Stands for the ``pynvml`` module with one GPU; ``states`` are what successive reads see (the last repeats).
-
-    A state maps a field to its value; a missing field raises the fake's NotSupported error, as a GPU without that
-    sensor does. ``reads`` counts completed reads (the process list is the last call of a read).
-    """
-
-    class NVMLError(Exception):
-        pass
-
-    def __init__(self, states: list[dict], *, old_driver: bool = False, fail_init: bool = False) -> None:
-        self.states = states
-        self.reads = 0
-        self.inits = self.shutdowns = 0
-        self.read_event = threading.Event()
-        self.fail_init = fail_init
-        if old_driver:  # before driver 535 only the "throttle" name exists
-            self.nvmlDeviceGetCurrentClocksThrottleReasons = self.nvmlDeviceGetCurrentClocksEventReasons
-            self.nvmlDeviceGetCurrentClocksEventReasons = None
-
-    def __getattr__(self, name: str):
-        raise AttributeError(name)
-
-    def _state(self) -> dict:
-        return self.states[min(self.reads, len(self.states) - 1)]
-
-    def _get(self, key: str):
-        state = self._state()
-        if key not in state:
-            raise FakeNvml.NVMLError("Not Supported")
-        return state[key]
-
-    # session
-    def nvmlInit(self) -> None:
-        if self.fail_init:
-            raise FakeNvml.NVMLError("NVML Shared Library Not Found")
-        self.inits += 1
-
-    def nvmlShutdown(self) -> None:
-        self.shutdowns += 1
-
-    def nvmlDeviceGetHandleByUUID(self, uuid: str) -> str:
-        assert uuid == "GPU-1234-abcd"
-        return "handle"
-
-    # facts
-    def nvmlDeviceGetName(self, handle: str) -> bytes:
-        return b"NVIDIA H200"
-
-    def nvmlSystemGetDriverVersion(self) -> str:
-        return "570.86.15"
-
-    def nvmlDeviceGetMemoryInfo(self, handle: str) -> types.SimpleNamespace:
-        return types.SimpleNamespace(total=143771 * 1024**2)
-
-    def nvmlDeviceGetPersistenceMode(self, handle: str) -> int:
-        return 1
-
-    def nvmlDeviceGetMaxClockInfo(self, handle: str, kind: int) -> int:
-        return {1: 1980, 2: 3201}[kind]
-
-    def nvmlDeviceGetApplicationsClock(self, handle: str, kind: int) -> int:
-        raise FakeNvml.NVMLError("Not Supported")
-
-    # per read
-    def nvmlDeviceGetClockInfo(self, handle: str, kind: int) -> int:
-        return self._get({1: "sm", 2: "mem"}[kind])
-
-    def nvmlDeviceGetTemperature(self, handle: str, sensor: int) -> int:
-        assert sensor == 0
-        return self._get("temp")
-
-    def nvmlDeviceGetPowerUsage(self, handle: str) -> int:
-        return self._get("power_mw")
-
-    def nvmlDeviceGetEnforcedPowerLimit(self, handle: str) -> int:
-        return 700_000
-
-    def nvmlDeviceGetCurrentClocksEventReasons(self, handle: str) -> int:
-        return self._get("reasons")
-
-    def nvmlDeviceGetComputeRunningProcesses(self, handle: str) -> list:
-        try:
-            return [types.SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in self._get("procs")]
-        finally:
-            self.reads += 1
-            self.read_event.set()
-
-    def nvmlSystemGetProcessName(self, pid: int) -> bytes:
-        if pid == OWN:
-            return b"python"
-        raise FakeNvml.NVMLError("No Permission")
-
-    def nvmlDeviceGetPerformanceState(self, handle: str) -> int:
-        return self._get("pstate")
-
-
-STEADY = {"sm": 1980, "mem": 3201, "temp": 55, "power_mw": 312_400, "reasons": 0, "pstate": 0,
-          "procs": [(OWN, 812 * 1024**2)]}
 
 
 def test_nvml_read_converts_units_and_names() -> None:
