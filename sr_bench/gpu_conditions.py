@@ -295,11 +295,28 @@ def summarize(before: GpuSample, during: Sequence[GpuSample], after: GpuSample, 
     }
 
 
+Opener = Callable[[Any], NvmlDevice]
+
+
+def _unavailable(exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return f"NVML unavailable ({type(exc).__name__}: {first})"
+
+
+def read_now(device: Any, opener: Opener | None = None) -> tuple[dict | None, str | None]:
+    """One read of the GPU's conditions now (for ``srbench env``), or (None, why not)."""
+    if device.type != "cuda":
+        return None, "CPU: there is no GPU to read"
+    try:
+        nvml = (opener or NvmlDevice.open)(device)
+    except Exception as exc:  # noqa: BLE001  (same reasons as in GpuGuard.split)
+        return None, _unavailable(exc)
+    with nvml:
+        return nvml.read().to_dict(), None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The guard
-
-
-Opener = Callable[[Any], NvmlDevice]
 
 
 class _Sampler(threading.Thread):
@@ -364,9 +381,7 @@ class GpuGuard:
         try:
             nvml = self._opener(self.device)
         except Exception as exc:  # noqa: BLE001  (no library, no driver, a GPU NVML cannot see)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-            self.reason = (f"NVML unavailable ({type(exc).__name__}: {first}): GPU clocks, throttling and other "
-                           "processes were not checked during timing")
+            self.reason = f"{_unavailable(exc)}: GPU clocks, throttling and other processes were not checked during timing"
             yield self
             return
         try:
