@@ -10,6 +10,9 @@ How records become rows:
   Acts and Conv come from the newest profile record of the same (model, scale) (complexity does not depend on
   device, protocol or execution mode). Mem is the val record's peak memory, as in the challenge.
 - A cell with no measurement behind it is ``None`` in the table and ``-`` when rendered; nothing is invented.
+- A row whose runtimes were measured under a fair-timing warning (``gpu_conditions.warnings`` in its eval record:
+  clocks dropped, thermal/power throttling, another process on the GPU, not in P0) gets ``GPU_MARK`` after the
+  model name and a note naming the warning; csv/json get a ``GPU warning`` column.
 - Rows are ordered by when the model was first recorded (``order="created"``), which is how the official
   ``results.json`` orders its models (insertion order of their first run); ``name``, ``psnr``, ``time`` and
   ``score`` orders are available too.
@@ -40,6 +43,7 @@ from sr_bench.errors import ResultsError, UsageError
 from sr_bench.results import load_records, record_time
 
 MISSING = "-"
+GPU_MARK = " (!)"  # after the model name: its runtime was measured under a GPU warning
 FLOPS_CONVENTIONS = ("ntire2023", "fvcore", "full")
 FLOPS_DESCRIPTIONS = {
     "ntire2023": "module hooks as in NTIRE 2022/2023",
@@ -176,6 +180,8 @@ def build_table(
     keys = _row_keys(evals, profiles)
     rows = [_row(key, evals, profiles, val, test, flops) for key in keys]
     notes += [note for key in keys for note in _partial_notes(key, evals, val, test)]
+    notes += [f"{row['model']}: runtime measured under a GPU warning, marked '{GPU_MARK.strip()}': {row['gpu_warning']}"
+              for row in rows if row["gpu_warning"]]
     setups = {k: _distinct(r[k] for r in rows) for k in SETUP_HEADERS}
     # A setup gets a column when measured rows differ in it ("no exec recorded" vs "bf16" counts as differing).
     measured = {_row_key(r)[1:] for r in evals}
@@ -209,7 +215,7 @@ def render(table: ChallengeTable, fmt: str) -> str:
 def render_txt(table: ChallengeTable) -> str:
     """The official ``results.txt``: each field padded to its width, followed by a tab; one line per row."""
     lines = ["".join(f"{c.header:{c.width}s}\t" for c in table.columns)]
-    lines += ["".join(f"{c.text(row.get(c.key)):{c.width}s}\t" for c in table.columns) for row in table.rows]
+    lines += ["".join(f"{_cell(c, row):{c.width}s}\t" for c in table.columns) for row in table.rows]
     return "".join(line[:-1] + "\n" for line in lines)
 
 
@@ -218,7 +224,7 @@ def render_md(table: ChallengeTable) -> str:
     cols = table.columns
     lines = [f"*{table.caption()}*", "", "| " + " | ".join(c.header for c in cols) + " |"]
     lines.append("|" + "|".join(":---" if c.spec == "s" else "---:" for c in cols) + "|")
-    lines += ["| " + " | ".join(c.text(row.get(c.key)).strip() for c in cols) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(_cell(c, row).strip() for c in cols) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
 
@@ -251,7 +257,7 @@ def to_rich(table: ChallengeTable) -> RichTable:
     """A rich table for the console: same cells as txt, the baseline in bold, failed gates in red."""
     out = RichTable(caption=table.caption(), caption_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                     pad_edge=False)
-    cells = [[_rich_cell(col, row.get(col.key)) for col in table.columns] for row in table.rows]
+    cells = [[_rich_cell(col, row) for col in table.columns] for row in table.rows]
     for i, col in enumerate(table.columns):
         # One header word per line keeps columns as narrow as their values.
         header = col.header.replace(" ", "\n")
@@ -326,6 +332,8 @@ def _row(key: tuple, evals: list[dict], profiles: list[dict], val: str | None, t
     row.update(_split_values("test", test_rec))
     row["ave_time_ms"] = _mean_or_none(row["val_time_ms"], row["test_time_ms"])
     row["mem_mib"] = _num(val_rec.get("memory_mib")) if val_rec else None
+    warned = [w for rec in (val_rec, test_rec) for w in _dict(rec, "gpu_conditions").get("warnings") or []]
+    row["gpu_warning"] = warned[0] if warned else None
     row.update(_complexity_values(profile, flops))
     return row
 
@@ -522,11 +530,19 @@ def _machine_columns(table: ChallengeTable) -> list[Column]:
     """The shown columns, with every setup key present (machines should not have to read the caption)."""
     shown = {c.key for c in table.columns}
     identity = [Column(k, header, "") for k, header in SETUP_HEADERS.items() if k not in shown]
-    return table.columns[:1] + identity + table.columns[1:]
+    warned = [Column("gpu_warning", "GPU warning", "s")] if any(row.get("gpu_warning") for row in table.rows) else []
+    return table.columns[:1] + identity + table.columns[1:] + warned
 
 
-def _rich_cell(col: Column, value: Any) -> Text:
+def _cell(col: Column, row: dict) -> str:
+    """A rendered cell; the model name carries ``GPU_MARK`` when the row's runtime was measured under a warning."""
+    text = col.text(row.get(col.key))
+    return text + GPU_MARK if col.key == "model" and row.get("gpu_warning") else text
+
+
+def _rich_cell(col: Column, row: dict) -> Text:
     """A cell as rich ``Text`` (never markup, so names like ``[x]`` print as they are)."""
-    text = col.text(value).strip()
+    value = row.get(col.key)
+    text = _cell(col, row).strip()
     style = "dim" if text == MISSING else "red" if value is False else ""
     return Text(text, style=style)
