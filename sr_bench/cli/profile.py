@@ -91,8 +91,9 @@ def profile(
         if json_path is not None:
             atomic_write_json(json_path, result.record)
         _render(result)
-        if result.record["gpu_conditions_reason"] and result.record["device"].startswith("cuda"):
-            output.notice(result.record["gpu_conditions_reason"])  # e.g. no NVML: timing conditions unchecked
+        rec = result.record
+        if rec["runtime_ms"] and rec["gpu_conditions"] is None and rec["device"].startswith("cuda"):
+            output.notice(rec["gpu_conditions_reason"])  # e.g. no NVML: the timing conditions went unchecked
         for message in result.record["warnings"]:
             output.warning(message)
         output.info(f"record saved: {path}" + (f" and {json_path}" if json_path else ""))
