@@ -42,6 +42,7 @@ from sr_bench.files import download, missing_dirs, remove_empty_dirs, sha256_fil
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 LR_CACHE_VERSION = 1  # bump when generated LR would change (imresize fix), so old cache entries are not reused
 DATA_URL_ENV = "SRBENCH_DATA_URL"  # overrides the base URL of every archive (mirrors, tests)
+SKIP_BAD_HINT = "; replace the file or rerun with --skip-bad"  # dropped from the message once --skip-bad is on
 BUILTIN_SETS = ("set5",)  # shipped under sr_bench/assets/data; used when the data root has no copy
 
 ProgressFn = Callable[[str, int, "int | None"], None]  # (label, done, total) for long work such as downloads
@@ -306,13 +307,14 @@ def _image_files(folder: Path) -> list[Path]:
 _SCALE_SUFFIX = re.compile(r"^(?P<stem>.+?)x(?P<scale>\d+)$", re.IGNORECASE)
 
 
-def _lr_index(lr_dir: Path, scale: int) -> dict[str, Path]:
-    """LR files keyed by HR stem: ``0801x4.png`` and ``0801.png`` both key ``0801``.
+def _lr_index(lr_dir: Path, scale: int) -> dict[str, list[Path]]:
+    """LR files keyed by HR stem: ``0801x4.png`` and ``0801.png`` both key ``0801`` (both are kept, so that a
+    folder holding the two is an ambiguity the pairing names instead of a silent pick).
 
     A folder whose files all carry another scale's suffix means the wrong ``--scale`` (or the wrong folder),
     which is named here rather than surfacing later as a size mismatch.
     """
-    index: dict[str, Path] = {}
+    index: dict[str, list[Path]] = {}
     other_scales: set[int] = set()
     this_scale = False
     files = _image_files(lr_dir)
@@ -320,11 +322,11 @@ def _lr_index(lr_dir: Path, scale: int) -> dict[str, Path]:
         m = _SCALE_SUFFIX.match(path.stem)
         if m and int(m["scale"]) == scale:
             this_scale = True
-            index.setdefault(m["stem"], path)
+            index.setdefault(m["stem"], []).append(path)
         else:
             if m:
                 other_scales.add(int(m["scale"]))
-            index.setdefault(path.stem, path)
+            index.setdefault(path.stem, []).append(path)
     if other_scales and not this_scale:
         found = ", ".join(f"x{s}" for s in sorted(other_scales))
         raise DatasetError(
@@ -343,13 +345,18 @@ def _pairs(hr_dir: Path, lr_dir: Path | None, scale: int) -> list[ImagePair]:
     index = _lr_index(lr_dir, scale)
     pairs = []
     for hr in hr_files:
-        lr = index.get(hr.stem)
-        if lr is None:
+        candidates = index.get(hr.stem, [])
+        if not candidates:
             raise DatasetError(
                 f"no LR image for {hr.name} in {lr_dir} (expected {hr.stem}x{scale}{hr.suffix} or {hr.name}); "
                 "add it, or drop the LR folder to generate LR from HR"
             )
-        pairs.append(ImagePair(hr.stem, hr, lr))
+        if len(candidates) > 1:
+            names = " and ".join(p.name for p in candidates)
+            raise DatasetError(
+                f"two LR images for {hr.name} in {lr_dir}: {names}; keep one (move the other out of the folder)"
+            )
+        pairs.append(ImagePair(hr.stem, hr, candidates[0]))
     return pairs
 
 
@@ -432,7 +439,7 @@ def _header_size(path: Path) -> tuple[int, int]:
             w, h = im.size
             im.verify()
     except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}; replace the file or rerun with --skip-bad") from None
+        raise DatasetError(f"cannot read image {path}: {exc}{SKIP_BAD_HINT}") from None
     return h, w
 
 
@@ -447,6 +454,11 @@ def _mismatch(pair: ImagePair, lr: tuple[int, int], hr_raw: tuple[int, int], sca
         if k != scale and lr[0] * k == hr_raw[0] - hr_raw[0] % k and lr[1] * k == hr_raw[1] - hr_raw[1] % k:
             return msg + f"; the LR looks like x{k}: pass --scale {k}"
     return msg + "; check that the LR folder belongs to this HR folder"
+
+
+def bad_image(pair: ImagePair, exc: DatasetError) -> BadImage:
+    """A skipped image for the record and the warning, without advice to turn on the --skip-bad that is on."""
+    return BadImage(pair.name, pair.hr_path, str(exc).removesuffix(SKIP_BAD_HINT))
 
 
 def check_pairs(
@@ -466,7 +478,7 @@ def check_pairs(
         except DatasetError as exc:
             if not skip_bad:
                 raise
-            bad.append(BadImage(pair.name, pair.hr_path, str(exc)))
+            bad.append(bad_image(pair, exc))
             continue
         hr = (hr_raw[0] - hr_raw[0] % scale, hr_raw[1] - hr_raw[1] % scale)
         if min(lr) < 1 or (lr[0] * scale, lr[1] * scale) != hr:
@@ -513,7 +525,7 @@ def _read(reader: Callable[[Path], np.ndarray], path: Path) -> np.ndarray:
     except DatasetError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one named, one-line error
-        raise DatasetError(f"cannot decode image {path}: {exc}; replace the file or rerun with --skip-bad") from None
+        raise DatasetError(f"cannot decode image {path}: {exc}{SKIP_BAD_HINT}") from None
 
 
 def _write_cache(path: Path, lr: np.ndarray) -> None:
