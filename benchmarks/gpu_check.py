@@ -115,7 +115,7 @@ def peak_memory(records: Iterable[dict]) -> dict:
             profile.setdefault(record["model"], {})[record["protocol"]] = record["memory_mib"]
         elif record.get("kind") == "eval" and record["protocol"] == "robust":
             evals.setdefault(record["model"], {})[record["exec"]["label"]] = record["memory_mib"]
-    kinds = {r.get("memory_kind") or (r.get("memory") or {}).get("memory_kind") for r in records} - {None}
+    kinds = {(r.get("memory") or {}).get("kind") for r in records} - {None}
     return {"kind": sorted(kinds), "profile_by_protocol": profile, "eval_by_exec": evals}
 
 

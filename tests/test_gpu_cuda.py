@@ -104,5 +104,5 @@ def test_eval_on_cuda_matches_cpu_psnr(cuda: torch.device, tmp_path: Path) -> No
     cpu, gpu = records["cpu"], records["cuda"]
     for a, b in zip(cpu["images"], gpu["images"]):
         assert abs(a["psnr_rgb"] - b["psnr_rgb"]) <= 1e-3 and abs(a["ssim_rgb"] - b["ssim_rgb"]) <= 1e-5
-    assert gpu["memory"]["memory_kind"] == "cuda_max_allocated" and gpu["memory_mib"] > 0
+    assert gpu["memory"]["kind"] == "cuda_max_allocated" and gpu["memory_mib"] > 0
     assert gpu["runtime_ms"]["clock"] == "cuda_event"

@@ -17,8 +17,8 @@ from torch import Tensor, nn
 
 from gpu_fakes import MIB, OWN, STEADY, FakeCuda, FakeNvml
 from sr_bench import cpu_heap
-from sr_bench import evaluate as ev
 from sr_bench.datasets import custom_dataset
+from sr_bench.device_policy import CudaPolicy
 from sr_bench.env import _gpu
 from sr_bench.errors import UsageError
 from sr_bench.evaluate import EvalEvent, EvalOptions, evaluate
@@ -47,7 +47,7 @@ def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeCuda:
     cuda.allocate(WEIGHTS)
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device: _Props())
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200 (torch)")
-    monkeypatch.setattr(ev._ForwardPeak, "_process_peak", {})  # a fresh process for the never-reset protocols
+    monkeypatch.setattr(CudaPolicy, "_process_peak", {})  # a fresh process for the never-reset protocols
     _gpu.cache_clear()
     yield cuda
     _gpu.cache_clear()
@@ -173,7 +173,7 @@ def test_profile_on_cuda_records_the_guard_and_env_gpu_facts(gpu: FakeCuda, nvml
     request = ProfileRequest(device=CUDA, size=(8, 8), warmup=1, repeats=3)
     record = run_profile(loaded, request).record
     assert record["runtime_ms"]["samples"] == [64.0] * 3 and record["runtime_ms"]["clock"] == "cuda_event"
-    assert record["memory_mib"] == 2.0 + 64 / 1024 and record["memory_kind"] == "cuda_max_allocated"
+    assert record["memory_mib"] == 2.0 + 64 / 1024 and record["memory"]["kind"] == "cuda_max_allocated"
     conditions = record["gpu_conditions"]
     assert conditions["before"]["sm_clock_mhz"] == 1980 and conditions["warnings"] == []
     assert record["gpu_conditions_reason"] is None
@@ -220,7 +220,7 @@ def test_eval_on_cuda_peak_memory_counts_forwards_not_metrics(gpu: FakeCuda, nvm
     assert [r["runtime_ms"] for r in record["images"]] == [64.0, 120.0, 36.0]  # 1 ms per LR pixel, event-timed
     assert record["runtime_ms"]["warmup_samples"] == [64.0] * 3  # warm-up on the first image's shape
     assert record["memory_mib"] == 2.0 + 120 / 1024
-    assert record["memory"]["memory_kind"] == "cuda_max_allocated" and record["memory"]["memory_baseline_mib"] == 2.0
+    assert record["memory"]["kind"] == "cuda_max_allocated" and record["memory"]["baseline_mib"] == 2.0
     assert gpu.calls["reset"] == 1 + 3  # dataset start, then after each image's metrics
     assert net.shapes == [(1, 3, 8, 8)] * 4 + [(1, 3, 12, 10), (1, 3, 6, 6)]
     conditions = record["gpu_conditions"]
