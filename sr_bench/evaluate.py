@@ -39,6 +39,7 @@ from sr_bench.eval_config import EvalOptions
 from sr_bench.eval_record import eval_record
 from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.fp32_reference import fp32_reference, reference_notice, stored_records
+from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.pipeline import Decoded, Failed, Finisher, Prefetcher
 from sr_bench.results import EvalRecord, ExecInfo, stamp, write_record
@@ -144,6 +145,7 @@ def evaluate(
     save_dir = options.save_sr / f"{loaded.name}_x{loaded.scale}" / dataset.name if options.save_sr else None
     finisher = Finisher(log, save_dir, policy.score)
     prefetch = Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), policy.prefetch_input)
+    guard = GpuGuard(device)
 
     def collect() -> None:
         for row in finisher.finished():
@@ -159,13 +161,14 @@ def evaluate(
                 with policy.out_of_memory(todo[0].pair.name, (h, w), options.tile):
                     state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
                 del dummy
-            for item in prefetch:
-                if isinstance(item, Failed):
-                    _skip_or_raise(item, options, state)
-                    emit("skip", item.checked.pair.name)
-                    continue
-                _one_image(item, loaded, forward, options, state, finisher, policy)
-                collect()
+            with guard.split():  # GPU clocks, throttling and other processes over the timed images
+                for item in prefetch:
+                    if isinstance(item, Failed):
+                        _skip_or_raise(item, options, state)
+                        emit("skip", item.checked.pair.name)
+                        continue
+                    _one_image(item, loaded, forward, options, state, finisher, policy)
+                    collect()
     finally:
         prefetch.close()
         finisher.drain()
@@ -179,6 +182,11 @@ def evaluate(
                          log.path, resumed)
     if message := threads_notice(options.threads, mode):
         record["notices"].append(message)
+    record.update(guard.record_fields())
+    record["warnings"] += guard.warnings
+    if guard.notice:
+        record["notices"].append(guard.notice)
+        notify(EvalEvent("notice", loaded.name, dataset.name, message=guard.notice))
     if mode.dtype != "fp32":
         record["fp32_reference"] = fp32_reference(record, stored_records(options.results_dir))
         message = reference_notice(record)

@@ -17,6 +17,7 @@ from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
 from sr_bench.errors import ModelSpecError
 from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec, threads_notice
+from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import (
     SCHEMA_VERSION,
@@ -93,6 +94,7 @@ def run_profile(
         raise
     timings = {"complexity": time.perf_counter() - t0}
     runtime = None
+    guard = GpuGuard(device)
     if request.runtime:
         step(f"timing {mode.label} on {device}")
         spec = RuntimeSpec(
@@ -101,10 +103,11 @@ def run_profile(
         )
         x = _synthetic(shape, loaded.data_range, device)
         t0 = time.perf_counter()
-        runtime = measure_runtime(lambda: fn(x), spec)  # the spec pins mode.threads
+        runtime = measure_runtime(lambda: fn(x), spec, guard)  # the spec pins mode.threads
         timings["runtime"] = time.perf_counter() - t0
 
     warnings = loaded.warnings + output_warnings + list(complexity.warnings) + (runtime.warnings if runtime else [])
+    warnings += guard.warnings
     runtime_ms, memory = split_measurement(runtime.to_dict()) if runtime else (None, None)
     counts = {k: v for k, v in complexity.to_dict().items() if k != "warnings"}  # the record has one warnings list
     record = ProfileRecord(
@@ -124,11 +127,12 @@ def run_profile(
         runtime_ms=runtime_ms,
         memory_mib=memory["peak_mib"] if memory else None,
         memory=memory,
+        **guard.record_fields(),  # gpu_conditions (clocks, throttling, other processes) or None, and why
         checkpoint=CheckpointFacts(**loaded.checkpoint.to_dict()),
         published=published_check(loaded, request.size, request.batch, complexity),
         env=environment(device, checkpoint=loaded.checkpoint.to_dict(), threads=mode.threads),
         warnings=warnings,
-        notices=[n for n in (threads_notice(request.threads, mode),) if n],
+        notices=[n for n in (threads_notice(request.threads, mode), guard.notice) if n],
         profile_timings_s=timings,  # where srbench's own time went (complexity counting, timing loop)
     )
     return ProfileResult(stamp(record), complexity)

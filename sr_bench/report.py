@@ -16,6 +16,9 @@ How records become rows:
   device, protocol or execution mode but does on the input size, so profiles of other sizes are left out
   with a note naming them (report them with another ``size``).
 - A cell with no measurement behind it is ``None`` in the table and ``-`` when rendered; nothing is invented.
+- A row whose runtimes were measured under a fair-timing warning (``gpu_conditions.warnings`` in its eval record:
+  clocks dropped, thermal/power throttling, another process on the GPU, not in P0) gets ``GPU_MARK`` after the
+  model name and a note naming the warning; csv/json get a ``GPU warning`` column.
 - Rows are ordered by when the model was first recorded (``order="created"``), which is how the official
   ``results.json`` orders its models (insertion order of their first run); ``name``, ``psnr``, ``time`` and
   ``score`` orders are available too.
@@ -49,6 +52,7 @@ from sr_bench.results import EvalRecord, ProfileRecord, Record, eval_coverage, i
 from sr_bench.sizes import size_text
 
 MISSING = "-"
+GPU_MARK = " (!)"  # after the model name: its runtime was measured under a GPU warning
 FLOPS_CONVENTIONS = ("ntire2023", "fvcore", "full")
 FLOPS_DESCRIPTIONS = {
     "ntire2023": "module hooks as in NTIRE 2022/2023",
@@ -205,6 +209,8 @@ def build_table(
         row, row_notes = _row(key, evals, profiles, val, test, flops, allow_partial)
         rows.append(row)
         notes += row_notes
+    notes += [f"{row['model']}: runtime measured under a GPU warning, marked '{GPU_MARK.strip()}': {row['gpu_warning']}"
+              for row in rows if row["gpu_warning"]]
     setups = {k: _distinct(r[k] for r in rows) for k in SETUP_HEADERS}
     # A setup gets a column when measured rows differ in it ("no exec recorded" vs "bf16" counts as differing).
     measured = {_row_key(r)[1:] for r in evals}
@@ -240,7 +246,7 @@ def render(table: ChallengeTable, fmt: str) -> str:
 def render_txt(table: ChallengeTable) -> str:
     """The official ``results.txt``: each field padded to its width, followed by a tab; one line per row."""
     lines = ["".join(f"{c.header:{c.width}s}\t" for c in table.columns)]
-    lines += ["".join(f"{c.text(row.get(c.key)):{c.width}s}\t" for c in table.columns) for row in table.rows]
+    lines += ["".join(f"{_cell(c, row):{c.width}s}\t" for c in table.columns) for row in table.rows]
     return "".join(line[:-1] + "\n" for line in lines)
 
 
@@ -249,7 +255,7 @@ def render_md(table: ChallengeTable) -> str:
     cols = table.columns
     lines = [f"*{table.caption()}*", "", "| " + " | ".join(c.header for c in cols) + " |"]
     lines.append("|" + "|".join(":---" if c.spec == "s" else "---:" for c in cols) + "|")
-    lines += ["| " + " | ".join(c.text(row.get(c.key)).strip() for c in cols) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(_cell(c, row).strip() for c in cols) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
 
@@ -287,7 +293,7 @@ def to_rich(table: ChallengeTable) -> RichTable:
     """A rich table for the console: same cells as txt, the baseline in bold, failed gates in red."""
     out = RichTable(caption=table.caption(), caption_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                     pad_edge=False)
-    cells = [[_rich_cell(col, row.get(col.key)) for col in table.columns] for row in table.rows]
+    cells = [[_rich_cell(col, row) for col in table.columns] for row in table.rows]
     for i, col in enumerate(table.columns):
         # One header word per line keeps columns as narrow as their values.
         header = col.header.replace(" ", "\n")
@@ -376,10 +382,11 @@ def _row(key: tuple, evals: list[EvalRecord], profiles: list[ProfileRecord], val
     """One table row and the notes about how its records were chosen."""
     mine = [r for r in evals if _row_key(r) == key]
     row: dict[str, Any] = {"model": key[0], **dict(zip(SETUP_HEADERS, key[1:]))}
-    notes, flags = [], []
+    notes, flags, warned = [], [], []
     for split, dataset in zip(SPLITS, (val, test)):
         record, note = _choose_eval([r for r in mine if r["dataset"] == dataset], allow_partial)
         row.update(_split_values(split, record))
+        warned += (((record or {}).get("gpu_conditions") or {}).get("warnings")) or []
         row[f"{split}_tile"] = _tile_text(record)
         row[f"{split}_coverage"] = _coverage_text(record) if record is not None and is_partial(record) else None
         flags += [f"{split} {row[f'{split}_{k}']}" for k in ("coverage", "tile") if row[f"{split}_{k}"]]
@@ -389,6 +396,7 @@ def _row(key: tuple, evals: list[EvalRecord], profiles: list[ProfileRecord], val
             row["mem_mib"] = _num(record.get("memory_mib")) if record else None
     row["notes"] = "; ".join(flags) or None
     row["ave_time_ms"] = _mean_or_none(row["val_time_ms"], row["test_time_ms"])
+    row["gpu_warning"] = warned[0] if warned else None
     profile = _newest(r for r in profiles if (r["model"], r["scale"]) == key[:2])
     row.update(_complexity_values(profile, flops))
     return row, notes
@@ -607,11 +615,19 @@ def _machine_columns(table: ChallengeTable) -> list[Column]:
     """The shown columns, with every setup key present (machines should not have to read the caption)."""
     shown = {c.key for c in table.columns}
     identity = [Column(k, header, "") for k, header in SETUP_HEADERS.items() if k not in shown]
-    return table.columns[:1] + identity + table.columns[1:]
+    warned = [Column("gpu_warning", "GPU warning", "s")] if any(row.get("gpu_warning") for row in table.rows) else []
+    return table.columns[:1] + identity + table.columns[1:] + warned
 
 
-def _rich_cell(col: Column, value: Any) -> Text:
+def _cell(col: Column, row: dict) -> str:
+    """A rendered cell; the model name carries ``GPU_MARK`` when the row's runtime was measured under a warning."""
+    text = col.text(row.get(col.key))
+    return text + GPU_MARK if col.key == "model" and row.get("gpu_warning") else text
+
+
+def _rich_cell(col: Column, row: dict) -> Text:
     """A cell as rich ``Text`` (never markup, so names like ``[x]`` print as they are)."""
-    text = col.text(value).strip()
+    value = row.get(col.key)
+    text = _cell(col, row).strip()
     style = "dim" if text == MISSING else "red" if value is False else ""
     return Text(text, style=style)

@@ -125,6 +125,8 @@ class _Record(TypedDict, total=False):
     memory_mib: Number | None  # = memory.peak_mib (the field tables read)
     memory: MemoryInfo | None
     env: dict[str, Any]
+    gpu_conditions: dict[str, Any] | None  # the fair-timing guard (sr_bench.gpu_conditions); None on CPU / no NVML
+    gpu_conditions_reason: str | None  # why gpu_conditions is None
     warnings: list[str]
     notices: list[str]
 

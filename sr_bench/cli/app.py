@@ -20,7 +20,7 @@ import typer
 from typer.core import TyperGroup
 
 from sr_bench import __version__
-from sr_bench.cli import datasets, models, output, profile, report, upscale, weights
+from sr_bench.cli import datasets, env, models, output, profile, report, upscale, weights
 from sr_bench.cli import eval as evaluate
 from sr_bench.errors import SrBenchError
 
@@ -101,6 +101,7 @@ app.command("profile", help=profile.profile.__doc__)(profile.profile)
 app.command("eval", help=evaluate.eval_cmd.__doc__)(evaluate.eval_cmd)
 app.add_typer(datasets.app, name="datasets")
 app.command("report", help=report.report.__doc__)(report.report)
+app.command("env", help=env.env_show.__doc__)(env.env_show)
 
 
 def main() -> None:

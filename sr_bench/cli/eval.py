@@ -198,4 +198,6 @@ def _render(run: EvalResult) -> None:
     )
     for bad in rec["skipped"]:
         output.warning(f"skipped {bad['name']}: {bad['error']}")
+    for message in (rec.get("gpu_conditions") or {}).get("warnings", []):
+        output.warning(message)  # the fair-timing guard: the runtimes above were measured under this
     output.info(f"record saved: {run.path} (per-image log: {rec['run_log']})")
