@@ -65,7 +65,7 @@ from sr_bench.errors import CheckpointError, DatasetError, DeviceError, ResultsE
 from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec
 from sr_bench.images import to_input, to_uint8, write_png
 from sr_bench.metrics import image_metrics
-from sr_bench.models import LoadedModel, check_output_shape, resolve_model
+from sr_bench.models import LoadedModel, LoadOptions, check_output_shape, resolve_model
 from sr_bench.results import atomic_write_text, load_records, stamp, write_record
 from sr_bench.timing import (
     Measurement,
@@ -155,7 +155,7 @@ def prepare_run(loaded: LoadedModel, device: torch.device, options: EvalOptions)
     """Resolve ``options.exec`` for this model and device (named protocols force eager fp32) and apply it."""
     mode, probe = resolve_exec(parse_exec(options.exec), loaded.module, device, protocol=options.protocol,
                                threads=options.threads, data_range=loaded.data_range)
-    return PreparedRun(mode, probe, prepare(loaded.module, mode, device))
+    return PreparedRun(mode, probe, prepare(loaded.module, mode, device, loaded.name))
 
 
 # ------------------------------------------------------------------------------------------------- tiling
@@ -678,6 +678,7 @@ def _record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options
         "env": environment(device, checkpoint, threads=exec_info.get("threads")),
         "exec": exec_info,
         "checkpoint": checkpoint,
+        "shims": loaded.shims,
         "data_range": loaded.data_range,
         "crop_border": loaded.scale,
         "data": {
@@ -806,6 +807,7 @@ def evaluate_all(
     weights: Path | None = None,
     data_range: float | None = None,
     model_args: str | None = None,
+    load: LoadOptions | None = None,
     device: str = "auto",
     progress: ProgressFn | None = None,
 ) -> list[EvalResult]:
@@ -830,7 +832,7 @@ def evaluate_all(
     sets_by_scale: dict[int, list] = {}
     for name in names:
         loaded = resolve_model(name, scale=scale, weights=weights, device=torch_device, data_range=data_range,
-                               model_args=model_args, require_weights=True)
+                               model_args=model_args, require_weights=True, load=load)
         for message in loaded.notices + loaded.warnings:
             notify(EvalEvent("notice", loaded.name, message=message))
         if loaded.scale not in sets_by_scale:  # resolving + checking every pair reads every file header

@@ -21,6 +21,7 @@ from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare,
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import stamp
 from sr_bench.timing import RuntimeSpec, get_protocol, measure_runtime, out_of_memory_error, pinned_threads
+from sr_bench.user_code import check_tensor, fault
 
 SHAPE_CHECK_SIZE = 24  # side of the tiny input used to check the output shape before anything long runs
 _SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*$")
@@ -78,7 +79,7 @@ def run_profile(
         request.exec_request, model, device, protocol=protocol.name, threads=request.threads,
         data_range=loaded.data_range,
     )
-    fn = prepare(model, mode, device)  # one converted copy (e.g. channels_last), counted and timed
+    fn = prepare(model, mode, device, loaded.name)  # one converted copy (e.g. channels_last), counted and timed
     step("counting complexity")
     if device.type == "cpu":
         cpu_heap.use(mode.retain_heap)  # the counting forward allocates like any other
@@ -120,6 +121,7 @@ def run_profile(
         "memory_mib": runtime.peak_memory_mib if runtime else None,
         "memory_kind": runtime.memory_kind if runtime else None,
         "checkpoint": loaded.checkpoint.to_dict(),
+        "shims": loaded.shims,  # CPU stand-ins for .cuda() in the model's code (sr_bench.user_code)
         "published": published_check(loaded, request.size, request.batch, complexity),
         "env": environment(device, checkpoint=loaded.checkpoint.to_dict(), threads=mode.threads),
         "warnings": warnings,
@@ -134,9 +136,11 @@ def _check_shape(loaded: LoadedModel, device: torch.device) -> None:
     try:
         with torch.inference_mode():
             out = loaded.module(x)
+    except SystemExit as exc:
+        raise fault(loaded.name, "forward", exc) from None
     except Exception:  # noqa: BLE001  (a model may need larger or window-multiple inputs; counting checks the real size)
         return
-    check_output_shape(out, tuple(x.shape), loaded.scale, loaded.name)
+    check_output_shape(check_tensor(loaded.name, out), tuple(x.shape), loaded.scale, loaded.name)
 
 
 def published_check(

@@ -61,6 +61,11 @@ def call_model(model: str, fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -
     """One forward of user code that must return a tensor; anything else is the model's fault."""
     with model_phase(model, "forward"):
         y = fn(x)
+    return check_tensor(model, y)
+
+
+def check_tensor(model: str, y: object) -> torch.Tensor:
+    """A forward's result, refused unless it is a tensor (a tuple, dict or array would crash the metrics)."""
     if not isinstance(y, torch.Tensor):
         raise ModelFault(
             f"model {model} failed in forward: it returned a {_kind(y)}, not a torch.Tensor "

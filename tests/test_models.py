@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError
-from sr_bench.user_code import ModelFault
 from sr_bench.models import check_output_shape, is_user_model, load_model, parse_model_args, resolve_model
+from sr_bench.user_code import ModelFault
 from sr_bench.zoo import ModelSpec, get_spec, list_models, registry
 
 USER_FILE = Path(__file__).resolve().parent / "data" / "user_net.py"

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from sr_bench.cli import output
-from sr_bench.models import LoadedModel, resolve_model
+from sr_bench.models import LoadedModel, LoadOptions, resolve_model
 
 ModelOpt = Annotated[
     str,
@@ -27,6 +27,17 @@ DataRangeOpt = Annotated[
 ]
 ModelArgsOpt = Annotated[
     Optional[str], typer.Option("--model-args", help="User models: constructor kwargs as a JSON object.")
+]
+CheckpointKeyOpt = Annotated[
+    Optional[str],
+    typer.Option("--checkpoint-key", help="Checkpoint entry holding the state dict (e.g. params); 'none' = the top level. Default: params_ema, params, state_dict, model."),
+]
+NoStrictOpt = Annotated[
+    bool, typer.Option("--no-strict", help="Load with strict=False; missing/unexpected keys are counted in the record.")
+]
+AfterLoadOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--after-load", help="After loading, call METHOD() on every submodule that has it (e.g. switch_deploy); repeatable."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
 ResultsOpt = Annotated[
@@ -54,6 +65,7 @@ def load_cli_model(
     model_args: str | None,
     device: str = "cpu",
     require_weights: bool = False,
+    load: LoadOptions | None = None,
 ) -> LoadedModel:
     """Resolve a model from the shared options and show its notices on stderr."""
     loaded = resolve_model(
@@ -64,9 +76,15 @@ def load_cli_model(
         data_range=data_range,
         model_args=model_args,
         require_weights=require_weights,
+        load=load,
     )
     for message in loaded.notices:
         output.notice(message)
     for message in loaded.warnings:
         output.warning(message)
     return loaded
+
+
+def load_options(checkpoint_key: str | None, no_strict: bool, after_load: list[str] | None) -> LoadOptions:
+    """The loading flags (--checkpoint-key, --no-strict, --after-load) as one value for resolve_model."""
+    return LoadOptions(checkpoint_key=checkpoint_key, strict=not no_strict, after_load=tuple(after_load or ()))

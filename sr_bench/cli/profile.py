@@ -9,18 +9,22 @@ from rich.table import Table
 
 from sr_bench.cli import output
 from sr_bench.cli.options import (
+    AfterLoadOpt,
+    CheckpointKeyOpt,
     DataRangeOpt,
     DeviceOpt,
     ExecOpt,
     JsonOpt,
     ModelArgsOpt,
     ModelOpt,
+    NoStrictOpt,
     ProtocolOpt,
     ResultsOpt,
     ScaleOpt,
     ThreadsOpt,
     WeightsOpt,
     load_cli_model,
+    load_options,
 )
 from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
@@ -43,6 +47,9 @@ def profile(
     weights: WeightsOpt = None,
     data_range: DataRangeOpt = None,
     model_args: ModelArgsOpt = None,
+    checkpoint_key: CheckpointKeyOpt = None,
+    no_strict: NoStrictOpt = False,
+    after_load: AfterLoadOpt = None,
     device: DeviceOpt = "auto",
     protocol: ProtocolOpt = "robust",
     exec_mode: ExecOpt = "auto",
@@ -80,13 +87,16 @@ def profile(
     if json_path is not None and len(names) > 1:
         raise UsageError("--json takes one model; profile several models without --json (records go to --results)")
     for name in names:
-        loaded = load_cli_model(name, scale, weights, data_range, model_args, device=str(request.device))
+        loaded = load_cli_model(name, scale, weights, data_range, model_args, device=str(request.device),
+                                load=load_options(checkpoint_key, no_strict, after_load))
         with output.err.status(f"profiling {loaded.name}…") as status:
             result = run_profile(loaded, request, progress=lambda msg: status.update(f"{loaded.name}: {msg}…"))
         path = write_record(result.record, results_dir(results))
         if json_path is not None:
             atomic_write_json(json_path, result.record)
         _render(result)
+        if (probe := result.record["exec"].get("probe")) and probe.get("notice"):
+            output.notice(probe["notice"])
         for message in result.record["warnings"]:
             output.warning(message)
         output.info(f"record saved: {path}" + (f" and {json_path}" if json_path else ""))

@@ -28,6 +28,7 @@ from sr_bench.complexity.ops import (
     trace_counts,
 )
 from sr_bench.errors import ModelSpecError, UsageError
+from sr_bench.user_code import describe
 
 CONVENTIONS = MappingProxyType({
     "ntire2023": NTIRE2023_DESCRIPTION,
@@ -174,16 +175,21 @@ def _run(model: nn.Module, x: torch.Tensor,
         with module_hooks(model) as tallies:
             try:
                 return tallies, trace_counts(model, x, TRACED_TABLES), 1, notes
+            except SystemExit as exc:  # user code calling sys.exit must not end the process silently
+                raise _failed(x, exc) from None
             except Exception as exc:  # any tracing failure: degrade to the hook counts, say why
                 notes.append(f"fvcore could not trace the model ({type(exc).__name__}: {_first_line(exc)}); "
                              "fvcore and full FLOPs are unavailable")
     with module_hooks(model) as tallies:
         try:
             model(x)
-        except Exception as exc:
-            raise ModelSpecError(f"the model failed on a {tuple(x.shape)} input while counting complexity: "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        except (Exception, SystemExit) as exc:  # noqa: BLE001  (the model's own failure, whatever it is)
+            raise _failed(x, exc) from exc
     return tallies, None, 1 + traced, notes
+
+
+def _failed(x: torch.Tensor, exc: BaseException) -> ModelSpecError:
+    return ModelSpecError(f"the model failed on a {tuple(x.shape)} input while counting complexity: {describe(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
