@@ -136,12 +136,22 @@ def _render(result: ProfileResult) -> None:
             return ""
         return "  [green]= published[/]" if published[key]["equal"] else f"  [red]≠ published {published[key]['published']:,}[/]"
 
+    dependent = rec.get("input_dependent") or {}
+
+    def count_cell(value: int | None, pair: list | None, unit: str, div: float, digits: int) -> str:
+        """One count, or the range over the two seeded inputs when the model's work depends on its input."""
+        if pair is None or value is None or pair[0] == pair[1] or None in pair:
+            return _fmt_count(value, unit, div, digits)
+        low, high = sorted(pair)
+        return f"{low / div:,.{digits}f} – {high / div:,.{digits}f} {unit}  (input-dependent)"
+
     table.add_row("Params", _fmt_count(rec["params"], "M", 1e6, 3), "all parameters, buffers excluded" + mark("params"))
     for conv, key in (("ntire2023", "flops_hooks"), ("fvcore", "flops_fvcore"), ("full", None)):
         headline = " [bold](headline)[/]" if conv == rec["flops_headline"] else ""
-        table.add_row(f"FLOPs ({conv})", _fmt_count(rec["flops"].get(conv), "G", 1e9, 3),
+        table.add_row(f"FLOPs ({conv})", count_cell(rec["flops"].get(conv), dependent.get("flops", {}).get(conv), "G", 1e9, 3),
                       CONVENTION_NOTES[conv] + headline + (mark(key) if key else ""))
-    table.add_row("Activations", _fmt_count(rec["activations"], "M", 1e6, 2), "Σ conv output elements" + mark("activations"))
+    table.add_row("Activations", count_cell(rec["activations"], dependent.get("activations"), "M", 1e6, 2),
+                  "Σ conv output elements" + mark("activations"))
     table.add_row("#Conv", f"{rec['num_conv']}", "conv calls" + mark("num_conv"))
     rt = rec["runtime_ms"]
     if rt is not None:
