@@ -3,10 +3,11 @@
 One forward does everything: the NTIRE 2022/2023 module hooks stay installed while fvcore traces the model,
 and the trace itself is priced under both traced conventions (fvcore, full). If the model cannot be traced,
 the traced conventions are reported as ``None`` with a warning, and one eager forward gives the hook counts.
-The count is repeated on a second, differently seeded input: a model whose work depends on the input
-(mixture-of-experts routing, Gumbel sampling) gets both counts in ``input_dependent`` and a warning, where the
-official harnesses print one number from whatever their input held. Counting costs two forwards (three when
-the trace fails).
+The module hooks run again, in one eager forward, on a second, differently seeded input; when any module's
+count changes (mixture-of-experts routing, Gumbel sampling), that input is traced too, and the record gets both
+counts in ``input_dependent`` with a warning, where the official harnesses print one number from whatever their
+input held. Work that moves only inside functional code (no module's count changes) is not detected. Counting
+costs one trace and one eager forward (one more trace for an input-dependent model).
 """
 
 from __future__ import annotations
@@ -114,7 +115,10 @@ def count_complexity(
         warnings.simplefilter("always")
         tallies, trace, passes, notes = _run(model, x, traced_wanted)
         second = _probe_input(model, tuple(input_shape), device, PROBE_SEEDS[1])
-        tallies_2, trace_2, passes_2, _ = _run(model, second, trace is not None)
+        tallies_2, trace_2, passes_2, _ = _run(model, second, False)  # hooks only: one eager forward
+        if trace is not None and tallies != tallies_2:  # the work moved: price the second input traced too
+            tallies_2, trace_2, more, _ = _run(model, second, True)
+            passes_2 += more
 
     hook_flops = sum(t.flops for t in tallies.values())
     totals = _totals(tallies, trace)
@@ -151,13 +155,13 @@ def _totals(tallies: dict[str, ModuleTally], trace: TraceCounts | None) -> dict[
 def _input_dependence(flops: dict[str, int | None], wanted: tuple[str, ...],
                       first: tuple[dict[str, ModuleTally], TraceCounts | None],
                       second: tuple[dict[str, ModuleTally], TraceCounts | None]) -> dict | None:
-    """Both inputs' counts when any of them differ, else None."""
+    """Both inputs' counts when any module's count differs between them, else None."""
+    if first[0] == second[0]:
+        return None
     other = _totals(*second)
     pairs = {c: [flops[c], other[c] if c in wanted else None] for c in CONVENTIONS}
     acts = [sum(t.activations for t in tallies.values()) for tallies, _ in (first, second)]
     convs = [sum(t.convs for t in tallies.values()) for tallies, _ in (first, second)]
-    if all(a == b for a, b in pairs.values()) and acts[0] == acts[1] and convs[0] == convs[1]:
-        return None
     return {"seeds": list(PROBE_SEEDS), "flops": pairs, "activations": acts, "num_conv": convs}
 
 
