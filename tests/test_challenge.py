@@ -20,7 +20,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from fake_challenge import EXPECTED, FAILED, REP_TRAINING, ROUTE_SEED1, YEAR, checkpoints, make_repo
-from sr_bench.challenge import build_team, read_repo
+from sr_bench.challenge.build import build_team
+from sr_bench.challenge.repo import read_repo
 from sr_bench.cli.app import app
 from sr_bench.images import write_png
 from sr_bench.models import LoadOptions, resolve_model

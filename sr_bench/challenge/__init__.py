@@ -1,23 +1,10 @@
-"""``srbench challenge``: replay an NTIRE ESR challenge repository team by team (see ``repo``, ``build``, ``run``).
+"""``srbench challenge``: replay an NTIRE ESR challenge repository team by team.
 
-Listing reads the repository without running it; profiling and evaluating run its ``select_model``, as the
-official harness does.
+``repo`` reads a repository without running it (``challenge list``); ``build`` runs its ``select_model`` for one
+team, as the official harness does; ``run`` measures every team through the same code as ``srbench profile`` and
+``srbench eval``. Only ``repo`` is imported here, so listing stays light (no torch).
 """
 
-from sr_bench.challenge.build import BuiltTeam, TeamFailure, build_team
 from sr_bench.challenge.repo import ChallengeRepo, TeamEntry, read_repo
-from sr_bench.challenge.run import TeamOutcome, challenge_datasets, eval_teams, profile_teams, year_protocol
 
-__all__ = [
-    "BuiltTeam",
-    "ChallengeRepo",
-    "TeamEntry",
-    "TeamFailure",
-    "TeamOutcome",
-    "build_team",
-    "challenge_datasets",
-    "eval_teams",
-    "profile_teams",
-    "read_repo",
-    "year_protocol",
-]
+__all__ = ["ChallengeRepo", "TeamEntry", "read_repo"]

@@ -12,20 +12,20 @@ Usage::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from sr_bench.challenge import TeamOutcome, read_repo
-from sr_bench.challenge.run import challenge_datasets, eval_teams, profile_teams, year_protocol
+from sr_bench.challenge.repo import read_repo
 from sr_bench.cli import output
 from sr_bench.cli.options import DeviceOpt, ResultsOpt
 from sr_bench.errors import SrBenchError
-from sr_bench.evaluate import EvalOptions
 from sr_bench.paths import results_dir
-from sr_bench.timing import resolve_device
+
+if TYPE_CHECKING:
+    from sr_bench.challenge.run import TeamOutcome
 
 app = typer.Typer(help="Replay an NTIRE ESR challenge repository (test_demo.py with select_model, models/, model_zoo/).",
                   no_args_is_help=True)
@@ -78,6 +78,9 @@ def profile(
 
     Example: srbench challenge profile NTIRE2025_ESR --teams 0,7,8 --no-runtime
     """
+    from sr_bench.challenge.run import profile_teams, year_protocol  # torch: loaded only when a team is built
+    from sr_bench.timing import resolve_device
+
     challenge = read_repo(repo, year)
     entries = challenge.select(teams)
     dev = resolve_device(device)
@@ -106,6 +109,10 @@ def eval_cmd(
 
     Example: srbench challenge eval NTIRE2025_ESR --data-dir .. --teams 0,7
     """
+    from sr_bench.challenge.run import challenge_datasets, eval_teams, year_protocol
+    from sr_bench.evaluate import EvalOptions
+    from sr_bench.timing import resolve_device
+
     challenge = read_repo(repo, year)
     entries = challenge.select(teams)
     datasets, notices = challenge_datasets(challenge, data_dir)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from sr_bench.cli import output
-from sr_bench.models import LoadedModel, LoadOptions, resolve_model
+
+if TYPE_CHECKING:
+    from sr_bench.models import LoadedModel, LoadOptions
 
 ModelOpt = Annotated[
     str,
@@ -68,6 +70,8 @@ def load_cli_model(
     load: LoadOptions | None = None,
 ) -> LoadedModel:
     """Resolve a model from the shared options and show its notices on stderr."""
+    from sr_bench.models import resolve_model  # torch: imported when a command needs a model, not at start-up
+
     loaded = resolve_model(
         model,
         scale=scale,
@@ -87,4 +91,6 @@ def load_cli_model(
 
 def load_options(checkpoint_key: str | None, no_strict: bool, after_load: list[str] | None) -> LoadOptions:
     """The loading flags (--checkpoint-key, --no-strict, --after-load) as one value for resolve_model."""
+    from sr_bench.models import LoadOptions  # torch: imported when a command needs a model, not at start-up
+
     return LoadOptions(checkpoint_key=checkpoint_key, strict=not no_strict, after_load=tuple(after_load or ()))

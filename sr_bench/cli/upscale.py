@@ -23,9 +23,6 @@ from sr_bench.cli.options import (
     load_cli_model,
     load_options,
 )
-from sr_bench.execution import parse_exec, prepare, resolve_exec
-from sr_bench.timing import pinned_threads, resolve_device
-from sr_bench.upscale import check_images, upscale_files
 
 
 def upscale(
@@ -47,6 +44,10 @@ def upscale(
 
     Example: srbench upscale --model lgvan photo.png -o sr/
     """
+    from sr_bench.execution import parse_exec, prepare, resolve_exec
+    from sr_bench.timing import pinned_threads, resolve_device
+    from sr_bench.upscale import check_images, upscale_files
+
     request = parse_exec(exec_mode)
     dev = resolve_device(device)
     check_images(images)
