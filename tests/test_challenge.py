@@ -268,3 +268,32 @@ def test_challenge_eval_and_report_with_scores(repo, tmp_path):
         score = 0.7 * math.exp(2 * rt / base_time) + 0.15 * math.exp(2 * e.flops / EXPECTED[0].flops) \
             + 0.15 * math.exp(2 * e.params / EXPECTED[0].params)
         assert f"{score:.4f}"[:5] in rows[name], (score, rows[name])
+
+    official = tmp_path / "results.json"
+    e0 = EXPECTED[0]
+    official.write_text(json.dumps({
+        "00_PlainSR": {"valid_ave_psnr": 10.0, "num_parameters": e0.params / 1e6, "flops": e0.flops / 1e9 + 0.5,
+                       "num_conv": 2, "valid_ave_runtime": 1.0},
+        "99_Elsewhere": {"valid_ave_psnr": 30.0},
+    }))
+    compared = run("report", "--results", results, "--test", "none", "--compare-official", official)
+    assert compared.exit_code == 0, compared.stderr
+    lines = compared.stdout.splitlines()
+    assert lines[0] == "Model\tColumn\tOfficial\tsrbench\tDiff"
+    psnr = evals[0]["mean"]["psnr_rgb"]
+    assert f"00_PlainSR\tVal PSNR\t10.0000\t{psnr:.4f}\t{psnr - 10:+.4f}" in lines
+    assert f"00_PlainSR\tParams [M]\t{e0.params / 1e6:.4f}\t{e0.params / 1e6:.4f}\t+0.0000" in lines
+    assert f"00_PlainSR\tFLOPs [G]\t{e0.flops / 1e9 + 0.5:.4f}\t{e0.flops / 1e9:.4f}\t-0.5000" in lines
+    assert "00_PlainSR\tConv\t2.0000\t2.0000\t+0.0000" in lines
+    assert "99_Elsewhere: in the official file only" in compared.stderr
+    assert "04_KeySR: measured by srbench only" in compared.stderr
+
+
+def test_shims_never_active_with_cuda(monkeypatch):
+    from sr_bench.user_code import cpu_cuda_shims
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    original = torch.Tensor.cuda
+    with cpu_cuda_shims() as report:
+        assert torch.Tensor.cuda is original
+    assert not report.active and report.notice("m") is None

@@ -26,9 +26,12 @@ from sr_bench.report import (
     ORDERS,
     format_for_path,
     load_table,
+    read_official,
     render,
+    render_comparison,
     to_rich,
 )
+from sr_bench.report import compare_official as compare_with_official
 from sr_bench.results import atomic_write_text
 
 NONE_WORDS = ("", "none", "-")
@@ -61,6 +64,10 @@ def report(
     plot: Annotated[
         Optional[Path], typer.Option("--plot", help="Also save the PSNR-vs-runtime figure (.png/.pdf/.svg).")
     ] = None,
+    compare_official: Annotated[
+        Optional[Path],
+        typer.Option("--compare-official", help="An official results.json: print official vs srbench per team and column."),
+    ] = None,
 ) -> None:
     """Build the NTIRE challenge table (PSNR, runtime, params, FLOPs, activations, memory, #conv) from run records.
 
@@ -81,6 +88,12 @@ def report(
     )
     for message in warnings:
         output.warning(message)
+    if compare_official is not None:
+        cells, notes = compare_with_official(table, read_official(compare_official))
+        for message in notes:
+            output.notice(message)
+        output.raw(render_comparison(cells))
+        return
     if plot is not None:
         from sr_bench.plot import plot_psnr_runtime
 
