@@ -849,6 +849,8 @@ def evaluate_all(
                     notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         sets = sets_by_scale[loaded.scale]
         run = prepare_run(loaded, torch_device, options)
+        if run.probe and run.probe.get("notice"):  # --exec auto fell back to eager because the model's code failed
+            notify(EvalEvent("notice", loaded.name, message=run.probe["notice"]))
         for dataset, checked in sets:
             results.append(evaluate(loaded, dataset, torch_device, options, checked=checked, prepared=run,
                                     progress=progress))

@@ -64,7 +64,8 @@ def failure_reason(exc: BaseException) -> str:
     if isinstance(exc, ModuleNotFoundError) and exc.name:
         return f"needs the package {exc.name.split('.')[0]!r}, which is not installed here ({describe(exc)})"
     if isinstance(exc, FileNotFoundError):
-        return f"missing file {exc.filename or ''} ({describe(exc)})".replace("file  (", "file (")
+        where = f" {exc.filename}" if exc.filename else ""
+        return f"missing file{where} ({describe(exc)})"
     text = str(exc)
     if "CUDA" in text and not torch.cuda.is_available():
         return f"needs CUDA, which this machine lacks ({describe(exc)})"
@@ -91,7 +92,8 @@ def _unpack(result: object, entry: TeamEntry) -> tuple[nn.Module, str, float, in
 def _import_demo(root: Path) -> object:
     module_name = f"srbench_challenge_{abs(hash(root))}"
     spec = importlib.util.spec_from_file_location(module_name, root / DEMO)
-    assert spec is not None and spec.loader is not None  # a .py file always has a source loader
+    if spec is None or spec.loader is None:
+        raise TeamFailure(f"cannot import {root / DEMO}: not a Python source file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
