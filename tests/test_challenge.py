@@ -210,6 +210,7 @@ def test_challenge_profile_one_record_per_team_and_failed_rows(repo, tmp_path):
     assert records[4]["challenge"]["state_sha256"] == fingerprint(ckpt["team04_key.pth"]["params"])
     assert records[4]["challenge"]["state_sha256"] != fingerprint(ckpt["team04_key.pth"]["params_ema"])
     assert records[7]["input_dependent"]["flops"]["fvcore"] == [EXPECTED[7].flops, ROUTE_SEED1[1]]
+    assert f"{EXPECTED[7].flops / 1e9:.4f}–{ROUTE_SEED1[1] / 1e9:.4f}" in result.stdout
     for team_id, reason in FAILED.items():
         line = next(line for line in result.stderr.splitlines() if line.startswith(f"Warning: team {team_id:02}"))
         assert reason in line, line

@@ -53,7 +53,8 @@ def list_teams(repo: RepoArg, year: YearOpt = None,
     table = Table(title=f"{challenge.label}: {len(challenge.teams)} teams, year {challenge.year or 'unknown'}",
                   caption="read from select_model in test_demo.py (no code was run)")
     for column in ("id", "name", "range", "model", "checkpoint", "tile"):
-        table.add_column(column, justify="right" if column in ("id", "range", "tile") else "left")
+        table.add_column(column, justify="right" if column in ("id", "range", "tile") else "left",
+                         no_wrap=column in ("id", "name", "range", "tile"), overflow="fold")
     for team in challenge.teams:
         model = f"{team.module}:{team.model_class}" if team.module else "-"
         checkpoint = team.checkpoint or "-"
@@ -126,7 +127,7 @@ def eval_cmd(
         outcomes = eval_teams(challenge, entries, datasets, dev, options, force=force, on_team=progress.advance)
     table = Table(title=f"{challenge.label}: quality per team (last dataset shown)")
     for column in ("id", "name", "dataset", "PSNR", "SSIM", "runtime ms", "status"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "status", overflow="fold")
     for o in outcomes:
         rec = o.record or {}
         mean = rec.get("mean") or {}
@@ -161,25 +162,34 @@ def _num(value: object, spec: str) -> str:
     return "-" if not isinstance(value, (int, float)) else format(value, spec)
 
 
+def _count(value: int | None, pair: list | None, unit: float) -> str:
+    """A count in the table's unit, or its range over the two seeded inputs when it depends on the input."""
+    if pair and None not in pair and pair[0] != pair[1]:
+        return f"{min(pair) / unit:.4f}–{max(pair) / unit:.4f}"
+    return _num(value / unit if isinstance(value, int) else None, ".4f")
+
+
 def _status(outcome: TeamOutcome) -> str:
     if outcome.reason is not None:
-        return f"failed: {outcome.reason}"
+        return "failed (reason below)"
     return "kept (earlier record; --force redoes it)" if outcome.skipped else "measured"
 
 
 def _render_profiles(outcomes: list[TeamOutcome]) -> None:
     table = Table(title="challenge profile: one record per team", caption="FLOPs: the year's official convention")
     for column in ("id", "name", "Params [M]", "FLOPs [G]", "Acts [M]", "Conv", "runtime ms", "status"):
-        table.add_column(column, justify="left" if column in ("name", "status") else "right")
+        table.add_column(column, justify="left" if column in ("name", "status") else "right",
+                         no_wrap=column != "status", overflow="fold")
     for o in outcomes:
         rec = o.record or {}
-        flops = (rec.get("flops") or {}).get(rec.get("flops_headline", ""))
+        headline = rec.get("flops_headline", "")
+        dependent = rec.get("input_dependent") or {}
         rt = rec.get("runtime_ms") or {}
         table.add_row(
             str(o.entry.team_id), o.name,
             _num(rec["params"] / 1e6 if "params" in rec else None, ".4f"),
-            _num(flops / 1e9 if isinstance(flops, int) else None, ".4f"),
-            _num(rec["activations"] / 1e6 if "activations" in rec else None, ".4f"),
+            _count((rec.get("flops") or {}).get(headline), (dependent.get("flops") or {}).get(headline), 1e9),
+            _count(rec.get("activations"), dependent.get("activations"), 1e6),
             str(rec.get("num_conv", "-")), _num(rt.get("median"), ".2f"), _status(o),
         )
     output.out.print(table)
