@@ -39,12 +39,11 @@ from sr_bench.cli.options import (
 from sr_bench.errors import UsageError
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
-from sr_bench.results import atomic_write_json
+from sr_bench.results import MEMORY_KINDS, atomic_write_json
 
 if TYPE_CHECKING:
     from sr_bench.evaluate import EvalEvent, EvalResult
-
-MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
+    from sr_bench.results import EvalRecord
 
 
 def _names(text: str | None) -> list[str]:
@@ -58,7 +57,7 @@ def eval_cmd(
     ] = None,
     dataset: Annotated[
         Optional[str],
-        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (div2k/lsdir = test split if present, else valid)."),
+        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (default: set5, built in; div2k/lsdir = test split if present, else valid)."),
     ] = None,
     data_root: Annotated[
         Optional[Path], typer.Option("--data-root", help="Where named datasets live (default: $SRBENCH_DATA or ./datasets).")
@@ -93,39 +92,39 @@ def eval_cmd(
 
     Example: srbench eval --model lgvan --dataset set14 --data-root ../shared/data
     """
-    from sr_bench.evaluate import EvalOptions, evaluate_all  # torch: imported when the command runs
+    from sr_bench.eval_all import evaluate_all  # torch: imported when the command runs
+    from sr_bench.eval_config import EvalConfig, EvalOptions
 
     models, datasets = _names(model), _names(dataset)
     if json_path is not None and (len(models) != 1 or (len(datasets) + (hr is not None) or 1) != 1):  # none: set5
         raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
-    options = EvalOptions(
-        results_dir=results_dir(results),
-        protocol=protocol,
-        exec=exec_mode,
-        threads=threads,
-        limit=limit,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        save_sr=save_sr,
-        skip_bad=skip_bad,
-        resume=resume,
+    config = EvalConfig(
+        options=EvalOptions(
+            results_dir=results_dir(results),
+            protocol=protocol,
+            exec=exec_mode,
+            threads=threads,
+            limit=limit,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            save_sr=save_sr,
+            skip_bad=skip_bad,
+            resume=resume,
+        ),
+        data_root=default_data_root(data_root),
+        models=models,
+        datasets=datasets,
+        hr_dir=hr,
+        lr_dir=lr,
+        scale=scale,
+        weights=weights,
+        data_range=data_range,
+        model_args=model_args,
+        load=load_options(checkpoint_key, no_strict, after_load),
+        device=device,
     )
     with _ProgressView() as view:
-        runs = evaluate_all(
-            models or None,
-            datasets,
-            options,
-            data_root=default_data_root(data_root),
-            hr_dir=hr,
-            lr_dir=lr,
-            scale=scale,
-            weights=weights,
-            data_range=data_range,
-            model_args=model_args,
-            load=load_options(checkpoint_key, no_strict, after_load),
-            device=device,
-            progress=view.update,
-        )
+        runs = evaluate_all(config, progress=view.update)
     for run in runs:
         _render(run)
     if json_path is not None:
@@ -178,7 +177,7 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def _render(run: EvalResult) -> None:
-    rec = run.record
+    rec: EvalRecord = run.record
     alias = f" (for '{rec['dataset_requested']}')" if rec["dataset_requested"] not in (rec["dataset"], None) and rec["data"]["expected"] else ""
     title = (
         f"{rec['model']} x{rec['scale']} on {rec['dataset']}{alias} — {rec['device']}, protocol {rec['protocol']}, "
@@ -196,8 +195,9 @@ def _render(run: EvalResult) -> None:
                   _fmt(mean["ssim_y"], 4), _fmt(mean["runtime_ms"], 2))
     output.out.print(table)
     rt = rec["runtime_ms"]
-    memory = rec["memory_mib"]
-    memory_text = "-" if memory is None else f"{memory:.2f} MiB ({MEMORY_LABEL.get(rec['memory']['memory_kind'], '')})"
+    memory = rec.get("memory") or {}
+    peak = memory.get("peak_mib")
+    memory_text = "-" if peak is None else f"{peak:.2f} MiB ({MEMORY_KINDS.get(memory.get('kind', ''), '')})"
     output.out.print(
         f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} images "
         f"({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",

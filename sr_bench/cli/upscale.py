@@ -44,7 +44,7 @@ def upscale(
 
     Example: srbench upscale --model lgvan photo.png -o sr/
     """
-    from sr_bench.execution import parse_exec, prepare, resolve_exec
+    from sr_bench.execution import parse_exec, prepare, resolve_exec, threads_notice
     from sr_bench.timing import pinned_threads, resolve_device
     from sr_bench.upscale import check_images, upscale_files
 
@@ -57,6 +57,8 @@ def upscale(
     if probe and probe.get("notice"):
         output.notice(probe["notice"])
     run = prepare(loaded.module, mode, dev, loaded.name)
+    if message := threads_notice(threads, mode):
+        output.notice(message)
     with pinned_threads(mode.threads):
         upscale_files(loaded, images, out_dir, run, dev,
                       on_done=lambda src, dst: output.out.print(f"{src} -> {dst}", soft_wrap=True))
