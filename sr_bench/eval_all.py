@@ -58,7 +58,8 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
     sets_by_scale: dict[int, list] = {}
     for name in names:
         loaded = resolve_model(name, scale=config.scale, weights=config.weights, device=torch_device,
-                               data_range=config.data_range, model_args=config.model_args, require_weights=True)
+                               data_range=config.data_range, model_args=config.model_args, require_weights=True,
+                               load=config.load)
         for message in loaded.notices + loaded.warnings:
             notify(EvalEvent("notice", loaded.name, message=message))
         if loaded.scale not in sets_by_scale:  # resolving + checking every pair reads every file header
@@ -68,6 +69,8 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
                     notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         sets = sets_by_scale[loaded.scale]
         run = prepare_run(loaded, torch_device, options)
+        if run.probe and run.probe.get("notice"):  # --exec auto fell back to eager because the model's code failed
+            notify(EvalEvent("notice", loaded.name, message=run.probe["notice"]))
         if message := threads_notice(options.threads, run.mode):
             notify(EvalEvent("notice", loaded.name, message=message))
         for dataset, checked in sets:

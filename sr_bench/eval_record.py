@@ -66,6 +66,7 @@ def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, opt
         env=environment(device, checkpoint, threads=exec_info.get("threads")),
         exec=exec_info,
         checkpoint=CheckpointFacts(**checkpoint),
+        shims=loaded.shims,  # CPU stand-ins for .cuda() in the model's code (sr_bench.user_code)
         data_range=loaded.data_range,
         crop_border=loaded.scale,
         data=DataInfo(

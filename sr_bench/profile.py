@@ -35,6 +35,7 @@ from sr_bench.timing import (
     out_of_memory_error,
     pinned_threads,
 )
+from sr_bench.user_code import check_tensor, fault
 
 SHAPE_CHECK_SIZE = 24  # side of the tiny input used to check the output shape before anything long runs
 
@@ -79,7 +80,7 @@ def run_profile(
         request.exec_request, model, device, protocol=protocol.name, threads=request.threads,
         data_range=loaded.data_range,
     )
-    fn = prepare(model, mode, device)  # one converted copy (e.g. channels_last), counted and timed
+    fn = prepare(model, mode, device, loaded.name)  # one converted copy (e.g. channels_last), counted and timed
     step("counting complexity")
     if device.type == "cpu":
         cpu_heap.use(mode.retain_heap)  # the counting forward allocates like any other
@@ -129,10 +130,11 @@ def run_profile(
         memory=memory,
         **guard.record_fields(),  # gpu_conditions (clocks, throttling, other processes) or None, and why
         checkpoint=CheckpointFacts(**loaded.checkpoint.to_dict()),
+        shims=loaded.shims,  # CPU stand-ins for .cuda() in the model's code (sr_bench.user_code)
         published=published_check(loaded, request.size, request.batch, complexity),
         env=environment(device, checkpoint=loaded.checkpoint.to_dict(), threads=mode.threads),
         warnings=warnings,
-        notices=[n for n in (threads_notice(request.threads, mode), guard.notice) if n],
+        notices=[n for n in (threads_notice(request.threads, mode), (probe or {}).get("notice"), guard.notice) if n],
         profile_timings_s=timings,  # where srbench's own time went (complexity counting, timing loop)
     )
     return ProfileResult(stamp(record), complexity)
@@ -146,9 +148,11 @@ def _check_output(loaded: LoadedModel, device: torch.device) -> list[str]:
     try:
         with torch.inference_mode():
             out = loaded.module(x)
+    except SystemExit as exc:
+        raise fault(loaded.name, "forward", exc) from None
     except Exception:  # noqa: BLE001  (a model may need larger or window-multiple inputs; counting checks the real size)
         return []
-    check_output_shape(out, tuple(x.shape), loaded.scale, loaded.name)
+    check_output_shape(check_tensor(loaded.name, out), tuple(x.shape), loaded.scale, loaded.name)
     bad = int((~torch.isfinite(out)).sum())
     if not bad:
         return []

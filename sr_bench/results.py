@@ -104,6 +104,32 @@ class CheckpointFacts(TypedDict, total=False):
     sha256: str | None
     verified: bool | None
     key: str | None
+    load: dict[str, Any] | None  # strict, missing, unexpected, first_missing, first_unexpected (None: nothing loaded)
+    after_load: dict[str, int]  # --after-load method -> submodules it ran on
+
+
+class ShimFacts(TypedDict, total=False):
+    """What the CPU stand-ins for ``.cuda()`` did while the model's code ran (sr_bench.user_code)."""
+
+    active: bool
+    cuda_calls: int
+    loads_mapped: int
+    calls: dict[str, int]
+
+
+class ChallengeFacts(TypedDict, total=False):
+    """Which team of which challenge repository a record measures (``srbench challenge``)."""
+
+    repo: Required[str]
+    year: int | None
+    team_id: Required[int]
+    name: Required[str]
+    data_range: Number
+    tile: int | None
+    shims: ShimFacts | None
+    module: str | None
+    model_class: str
+    state_sha256: str
 
 
 class _Record(TypedDict, total=False):
@@ -129,6 +155,8 @@ class _Record(TypedDict, total=False):
     gpu_conditions_reason: str | None  # why gpu_conditions is None
     warnings: list[str]
     notices: list[str]
+    shims: ShimFacts | None  # None: no stand-in was needed
+    challenge: ChallengeFacts  # only in records made by `srbench challenge`
 
 
 class ProfileRecord(_Record, total=False):
@@ -148,6 +176,7 @@ class ProfileRecord(_Record, total=False):
     by_layer: list[dict[str, Any]] | None
     forward_passes: int
     traced: bool
+    input_dependent: dict[str, Any] | None  # both seeded inputs' counts when they differ (seeds, flops, ...)
     published: dict[str, dict[str, Any]] | None
     profile_timings_s: dict[str, Number]
 

@@ -21,16 +21,20 @@ from rich.table import Table
 
 from sr_bench.cli import output
 from sr_bench.cli.options import (
+    AfterLoadOpt,
+    CheckpointKeyOpt,
     DataRangeOpt,
     DeviceOpt,
     ExecOpt,
     JsonOpt,
     ModelArgsOpt,
+    NoStrictOpt,
     ProtocolOpt,
     ResultsOpt,
     ScaleOpt,
     ThreadsOpt,
     WeightsOpt,
+    load_options,
 )
 from sr_bench.errors import UsageError
 from sr_bench.paths import data_root as default_data_root
@@ -66,6 +70,9 @@ def eval_cmd(
     weights: WeightsOpt = None,
     data_range: DataRangeOpt = None,
     model_args: ModelArgsOpt = None,
+    checkpoint_key: CheckpointKeyOpt = None,
+    no_strict: NoStrictOpt = False,
+    after_load: AfterLoadOpt = None,
     device: DeviceOpt = "auto",
     protocol: ProtocolOpt = "robust",
     exec_mode: ExecOpt = "auto",
@@ -113,6 +120,7 @@ def eval_cmd(
         weights=weights,
         data_range=data_range,
         model_args=model_args,
+        load=load_options(checkpoint_key, no_strict, after_load),
         device=device,
     )
     with _ProgressView() as view:

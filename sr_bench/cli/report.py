@@ -27,9 +27,12 @@ from sr_bench.report import (
     ORDERS,
     format_for_path,
     load_table,
+    read_official,
     render,
+    render_comparison,
     to_rich,
 )
+from sr_bench.report import compare_official as compare_with_official
 from sr_bench.results import atomic_write_text
 from sr_bench.sizes import parse_size
 
@@ -69,6 +72,10 @@ def report(
     allow_partial: Annotated[
         bool, typer.Option("--allow-partial", help="Use an eval record that covers only part of its dataset (marked).")
     ] = False,
+    compare_official: Annotated[
+        Optional[Path],
+        typer.Option("--compare-official", help="An official results.json: print official vs srbench per team and column."),
+    ] = None,
 ) -> None:
     """Build the NTIRE challenge table (PSNR, runtime, params, FLOPs, activations, memory, #conv) from run records.
 
@@ -91,6 +98,12 @@ def report(
     )
     for message in warnings:
         output.warning(message)
+    if compare_official is not None:
+        cells, notes = compare_with_official(table, read_official(compare_official))
+        for message in notes:
+            output.notice(message)
+        output.raw(render_comparison(cells))
+        return
     if plot is not None:
         from sr_bench.plot import plot_psnr_runtime
 
