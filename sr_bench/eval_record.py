@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from sr_bench.datasets import BadImage, Dataset
-from sr_bench.device_policy import DevicePolicy
 from sr_bench.env import environment
 from sr_bench.eval_config import EvalOptions
 from sr_bench.models import LoadedModel
@@ -21,18 +20,49 @@ def means(rows: list[dict]) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in (*METRICS, "runtime_ms")}
 
 
+def memory_over_segments(segments: list[dict], images: int) -> dict:
+    """The record's peak memory from the run log's segments (oldest first, this process's last): the max over
+    those that ran a forward, with ``peak_source`` saying where it comes from and ``segments`` listing them.
+
+    A resume's own process peak says nothing about the images an earlier process ran (an empty resume measures
+    the bare process), so the earlier segments' peaks count; a segment killed before it could write its line
+    (SIGKILL) is missing, and ``peak_source`` then says how many of the ``images`` the peak covers.
+    """
+    current = segments[-1]
+    ran = [s for s in segments if s.get("forwards") and isinstance(s.get("peak_memory_mib"), (int, float))]
+    top = max(ran, key=lambda s: s["peak_memory_mib"]) if ran else current
+    covered = sum(s.get("forwards") or 0 for s in segments)
+    if len(segments) == 1:
+        source = "this run (one process)" if covered >= images else "this process only"
+    elif not current["forwards"]:
+        source = f"the earlier segment of pid {top['pid']}: this resume ran no forward"
+    else:
+        source = f"max over the {len(ran)} run-log segment(s) that ran forwards"
+    if covered < images:
+        source += f"; covers {covered} of {images} images (an earlier process left no memory line: killed?)"
+    return {
+        "peak_memory_mib": top.get("peak_memory_mib"),
+        "memory_baseline_mib": top.get("memory_baseline_mib"),
+        "memory_kind": current["memory_kind"],
+        "memory_method": top.get("memory_method") or current["memory_method"],
+        "peak_source": source,
+        "segments": [{k: s.get(k) for k in ("pid", "forwards", "complete", "peak_memory_mib")} for s in segments],
+    }
+
+
 def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options: EvalOptions, exec_info: dict,
-                rows: list[dict], bad: list[BadImage], warmup_ms: list[float], memory: DevicePolicy,
+                rows: list[dict], bad: list[BadImage], warmup_ms: list[float], memory: dict,
                 log_path: Path, resumed: bool) -> dict:
-    """The record (before ``results.stamp``): rows in dataset order, means, runtime summary, memory, provenance."""
+    """The record (before ``results.stamp``): rows in dataset order, means, runtime summary, memory (a
+    :func:`memory_over_segments` summary), provenance."""
     measurement = Measurement(
         samples_ms=[r["runtime_ms"] for r in rows],
-        peak_memory_mib=memory.peak_mib,
-        memory_kind=memory.kind,
+        peak_memory_mib=memory["peak_memory_mib"],
+        memory_kind=memory["memory_kind"],
         clock=clock_kind(device),
         warmup_ms=warmup_ms,
-        memory_baseline_mib=memory.baseline_mib,
-        memory_method=memory.method,
+        memory_baseline_mib=memory["memory_baseline_mib"],
+        memory_method=memory["memory_method"],
     ).to_dict()
     memory_keys = ("peak_memory_mib", "memory_baseline_mib", "memory_kind", "memory_method")
     # images differ in size, so their spread is not noise: the measurement's noise warnings do not apply here
@@ -51,7 +81,7 @@ def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, opt
         "mean": means(rows),
         "runtime_ms": {k: v for k, v in measurement.items() if k not in dropped},
         "memory_mib": measurement["peak_memory_mib"],
-        "memory": {k: measurement[k] for k in memory_keys},
+        "memory": {k: measurement[k] for k in memory_keys} | {k: memory[k] for k in ("peak_source", "segments")},
         "env": environment(device, checkpoint, threads=exec_info.get("threads")),
         "exec": exec_info,
         "checkpoint": checkpoint,
