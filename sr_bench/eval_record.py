@@ -50,23 +50,22 @@ def memory_over_segments(segments: list[dict], images: int) -> dict:
     }
 
 
+MEMORY_KEYS = ("peak_memory_mib", "memory_baseline_mib", "memory_kind", "memory_method")
+
+
+def runtime_summary(rows: list[dict], warmup_ms: list[float], device: torch.device) -> dict:
+    """Runtime statistics over the rows' forwards (memory is summarised separately: :func:`memory_over_segments`)."""
+    measurement = Measurement(samples_ms=[r["runtime_ms"] for r in rows], peak_memory_mib=None,
+                              memory_kind="cpu_rss_peak", clock=clock_kind(device), warmup_ms=warmup_ms).to_dict()
+    # images differ in size, so their spread is not noise: the measurement's noise warnings do not apply here
+    return {k: v for k, v in measurement.items() if k not in (*MEMORY_KEYS, "warnings")}
+
+
 def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options: EvalOptions, exec_info: dict,
                 rows: list[dict], bad: list[BadImage], warmup_ms: list[float], memory: dict,
                 log_path: Path, resumed: bool) -> dict:
     """The record (before ``results.stamp``): rows in dataset order, means, runtime summary, memory (a
     :func:`memory_over_segments` summary), provenance."""
-    measurement = Measurement(
-        samples_ms=[r["runtime_ms"] for r in rows],
-        peak_memory_mib=memory["peak_memory_mib"],
-        memory_kind=memory["memory_kind"],
-        clock=clock_kind(device),
-        warmup_ms=warmup_ms,
-        memory_baseline_mib=memory["memory_baseline_mib"],
-        memory_method=memory["memory_method"],
-    ).to_dict()
-    memory_keys = ("peak_memory_mib", "memory_baseline_mib", "memory_kind", "memory_method")
-    # images differ in size, so their spread is not noise: the measurement's noise warnings do not apply here
-    dropped = (*memory_keys, "warnings")
     checkpoint = loaded.checkpoint.to_dict()
     return {
         "kind": "eval",
@@ -79,9 +78,9 @@ def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, opt
         "device": str(device),
         "images": rows,
         "mean": means(rows),
-        "runtime_ms": {k: v for k, v in measurement.items() if k not in dropped},
-        "memory_mib": measurement["peak_memory_mib"],
-        "memory": {k: measurement[k] for k in memory_keys} | {k: memory[k] for k in ("peak_source", "segments")},
+        "runtime_ms": runtime_summary(rows, warmup_ms, device),
+        "memory_mib": memory["peak_memory_mib"],
+        "memory": {k: memory[k] for k in (*MEMORY_KEYS, "peak_source", "segments")},
         "env": environment(device, checkpoint, threads=exec_info.get("threads")),
         "exec": exec_info,
         "checkpoint": checkpoint,

@@ -120,7 +120,7 @@ def eval_cmd(
         runs = evaluate_all(config, progress=view.update)
     for run in runs:
         _render(run)
-    if json_path is not None:
+    if json_path is not None and runs:  # under torchrun only rank 0 has the records
         atomic_write_json(json_path, runs[0].record)
         output.info(f"record written to {json_path}")
 
@@ -160,13 +160,13 @@ class _ProgressView:
                 f"{event.model} on {event.dataset}", total=event.total, completed=event.done, psnr=psnr
             )
         elif self._task is not None:
-            self._progress.update(self._task, completed=event.done, psnr=psnr)
+            self._progress.update(self._task, completed=event.done, total=event.total, psnr=psnr)  # done: all ranks
             if event.kind == "skip":
                 output.warning(f"skipped unreadable image {event.message}")
 
 
-def _fmt(value: float, digits: int) -> str:
-    return f"{value:.{digits}f}"
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _render(run: EvalResult) -> None:
@@ -190,12 +190,20 @@ def _render(run: EvalResult) -> None:
     rt = rec["runtime_ms"]
     memory = rec["memory_mib"]
     memory_text = "-" if memory is None else f"{memory:.2f} MiB ({MEMORY_LABEL.get(rec['memory']['memory_kind'], '')})"
+    runtime = (f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} "
+               f"images" if rt["mean"] is not None else f"runtime: not pooled, {rt['not_comparable']};")
     output.out.print(
-        f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} images "
-        f"({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",
+        f"{runtime} ({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",
         soft_wrap=True,
         highlight=False,
     )
+    for shard in rec.get("shards") or []:  # a torchrun eval: what each rank ran
+        srt = shard["runtime_ms"]
+        output.out.print(
+            f"rank {shard['rank']} ({shard['device']}, {shard['device_model']}): {shard['images']} images, runtime "
+            f"mean {srt['mean']:.2f} ms, peak memory {shard['memory']['peak_memory_mib']:.2f} MiB",
+            soft_wrap=True, highlight=False,
+        )
     for bad in rec["skipped"]:
         output.warning(f"skipped {bad['name']}: {bad['error']}")
     output.info(f"record saved: {run.path} (per-image log: {rec['run_log']})")
