@@ -17,6 +17,7 @@ from sr_bench.datasets import BadImage, CheckedPair, Dataset, check_pairs, custo
 from sr_bench.errors import CheckpointError, UsageError
 from sr_bench.eval_config import EvalConfig
 from sr_bench.evaluate import EvalEvent, EvalResult, PreparedRun, ProgressFn, evaluate, prepare_run
+from sr_bench.execution import threads_notice
 from sr_bench.models import LoadedModel, resolve_model
 from sr_bench.sharding import from_env
 from sr_bench.timing import resolve_device
@@ -90,7 +91,10 @@ def models_and_sets(config: EvalConfig, device: torch.device,
             for dataset, _ in sets_by_scale[loaded.scale]:  # once per dataset, not once per model
                 for message in dataset.notices:
                     notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
-        yield loaded, prepare_run(loaded, device, options), sets_by_scale[loaded.scale]
+        run = prepare_run(loaded, device, options)
+        if message := threads_notice(options.threads, run.mode):
+            notify(EvalEvent("notice", loaded.name, message=message))
+        yield loaded, run, sets_by_scale[loaded.scale]
 
 
 def _prepare_sets(config: EvalConfig, scale: int) -> list[CheckedSet]:

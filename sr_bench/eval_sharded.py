@@ -6,8 +6,9 @@ agrees on the images), runs its share (balanced by LR pixel count) through the o
 same N continues every rank), and sends what it finished to rank 0, which writes one record: rows in dataset
 order, each with its ``rank`` and ``device``; ``shards`` with every rank's runtime summary and peak memory.
 
-Runtime is never pooled across device models: when the ranks ran on different CPUs/GPUs the record's runtime
-statistics are None with ``runtime_ms.not_comparable`` saying why, and only the per-rank summaries hold numbers.
+Runtime is never pooled across device models: when the ranks ran on different CPUs/GPUs the record's
+``runtime_ms`` is None (and ``mean`` has no runtime), ``sharding.runtime_not_comparable`` says why, and only the
+per-rank summaries hold numbers.
 A rank that fails prints its error (``rank R/N (device): ...``); torchrun then stops the others, which say so in
 one line each; every rank's finished images stay in its run log.
 """
@@ -25,11 +26,10 @@ from sr_bench.eval_all import models_and_sets
 from sr_bench.eval_config import EvalConfig, EvalOptions
 from sr_bench.eval_record import eval_record, runtime_summary
 from sr_bench.evaluate import EvalResult, PreparedRun, ProgressFn, Share, run_share, store
+from sr_bench.execution import threads_notice
 from sr_bench.models import LoadedModel
+from sr_bench.results import EvalRecord, MemoryInfo, ShardInfo, ShardingInfo
 from sr_bench.sharding import Group, Ranks, RankStopped, my_share
-
-RUNTIME_STATS = ("mean", "median", "std", "min", "max", "p90", "iqr")
-
 
 @dataclass(frozen=True)
 class RankResult:
@@ -90,7 +90,7 @@ def _one_dataset(group: Group, loaded: LoadedModel, dataset: Dataset,
 
 
 def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[CheckedPair], list[BadImage]],
-                  options: EvalOptions, gathered: list[RankResult], device: torch.device) -> dict:
+                  options: EvalOptions, gathered: list[RankResult], device: torch.device) -> EvalRecord:
     """One record from every rank's share: rows in dataset order with ``rank`` and ``device``, per-rank summaries."""
     pairs, bad = checked
     by_name = {row["name"]: row | {"rank": g.rank, "device": g.device} for g in gathered for row in g.share.rows}
@@ -104,34 +104,35 @@ def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[Che
         raise SrBenchError(f"the ranks resolved different execution modes ({', '.join(sorted(labels))}): "
                            "pass one --exec explicitly")
     peaks = [g.share.memory for g in gathered]
-    top = max(peaks, key=lambda m: m["peak_memory_mib"] if m["peak_memory_mib"] is not None else -1.0)
-    memory = top | {
-        "peak_source": f"max over the {len(gathered)} ranks (each rank's peak in shards)",
-        "segments": [],
-    }
+    top = max(peaks, key=lambda m: m["peak_mib"] if m["peak_mib"] is not None else -1.0)
+    memory = MemoryInfo(peak_mib=top["peak_mib"], baseline_mib=top["baseline_mib"], kind=top["kind"],
+                        method=top["method"], peak_source=f"max over the {len(gathered)} ranks (each rank's in shards)")
     warmup = [ms for g in gathered for ms in g.share.warmup_ms]
     record = eval_record(loaded, dataset, device, options, gathered[0].share.exec_info, rows, [*bad, *late_bad],
                          warmup, memory, gathered[0].share.run_log, any(g.share.resumed for g in gathered))
+    if message := threads_notice(options.threads, gathered[0].share.mode):
+        record["notices"].append(message)
     models = sorted({str(g.device_model) for g in gathered})
     comparable = len(models) == 1 and len({torch.device(g.device).type for g in gathered}) == 1
     record["shards"] = [
-        {
-            "rank": g.rank,
-            "device": g.device,
-            "device_model": g.device_model,
-            "images": len(g.share.rows),
-            "runtime_ms": runtime_summary(g.share.rows, g.share.warmup_ms, torch.device(g.device)),
-            "memory": g.share.memory,
-            "run_log": str(g.share.run_log),
-            "resumed": g.share.resumed,
-        }
+        ShardInfo(
+            rank=g.rank,
+            device=g.device,
+            device_model=g.device_model,
+            images=len(g.share.rows),
+            runtime_ms=runtime_summary(g.share.rows, g.share.warmup_ms, torch.device(g.device)) if g.share.rows else None,
+            memory=g.share.memory,
+            run_log=str(g.share.run_log),
+            resumed=g.share.resumed,
+        )
         for g in gathered
     ]
-    record["sharding"] = {"world_size": len(gathered), "split": "balanced by LR pixel count",
-                          "runtime_comparable": comparable}
+    record["sharding"] = ShardingInfo(world_size=len(gathered), split="balanced by LR pixel count",
+                                      runtime_comparable=comparable)
     if not comparable:
         reason = f"ranks ran on different devices ({'; '.join(models)}): see shards[].runtime_ms"
-        record["runtime_ms"] |= {k: None for k in RUNTIME_STATS} | {"not_comparable": reason}
-        record["mean"]["runtime_ms"] = None
+        record["runtime_ms"] = None
+        record["mean"].pop("runtime_ms")
+        record["sharding"]["runtime_not_comparable"] = reason
         record["notices"].append(f"runtime not pooled: {reason}")
     return record

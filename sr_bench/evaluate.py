@@ -38,11 +38,11 @@ from sr_bench.device_policy import DevicePolicy, policy_for
 from sr_bench.errors import DatasetError
 from sr_bench.eval_config import EvalOptions
 from sr_bench.eval_record import eval_record, memory_over_segments
-from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec
+from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.fp32_reference import fp32_reference, reference_notice, stored_records
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.pipeline import Decoded, Failed, Finisher, Prefetcher
-from sr_bench.results import stamp, write_record
+from sr_bench.results import EvalRecord, ExecInfo, MemoryInfo, stamp, write_record
 from sr_bench.runlog import RunLog, log_header, run_identity, run_key, write_error
 from sr_bench.tiling import Forward, tiled
 from sr_bench.timing import cudnn_benchmark, get_protocol, pinned_threads, time_call, warm_up
@@ -69,7 +69,7 @@ ProgressFn = Callable[[EvalEvent], None]
 
 @dataclass(frozen=True)
 class EvalResult:
-    record: dict
+    record: EvalRecord
     path: Path  # where the record was stored in the results folder
 
 
@@ -108,10 +108,11 @@ class Share:
     rows: list[dict]  # finished images, in dataset order (resumed ones included)
     bad: list[BadImage]
     warmup_ms: list[float]
-    memory: dict  # peak memory over the run-log segments (eval_record.memory_over_segments)
+    memory: MemoryInfo  # peak memory over the run-log segments (eval_record.memory_over_segments)
     run_log: Path
     resumed: bool
-    exec_info: dict
+    exec_info: ExecInfo
+    mode: ExecMode
 
 
 def _running_mean(rows: dict[str, dict]) -> float | None:
@@ -143,10 +144,12 @@ def evaluate(
         raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(share.bad)} unreadable)")
     record = eval_record(loaded, dataset, device, options, share.exec_info, share.rows, share.bad, share.warmup_ms,
                          share.memory, share.run_log, share.resumed)
+    if message := threads_notice(options.threads, share.mode):
+        record["notices"].append(message)
     return store(record, options, notify, total=len(checked[0]))
 
 
-def store(record: dict, options: EvalOptions, notify: ProgressFn, total: int) -> EvalResult:
+def store(record: EvalRecord, options: EvalOptions, notify: ProgressFn, total: int) -> EvalResult:
     """Add the fp32 reference (reduced precision), stamp and write ``record``, and say it is done (``total``:
     the images that passed the header check)."""
     if record["exec"]["dtype"] != "fp32":
@@ -226,7 +229,8 @@ def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, optio
         collect()
     rows = [state.rows[c.pair.name] for c in checked_pairs if c.pair.name in state.rows]
     return Share(rows, state.bad, state.warmup_ms, memory_over_segments([*log.segments, segment], len(rows)),
-                 log.path, bool(log.rows), mode.to_dict() | {"auto_probe": prepared.probe})
+                 log.path, bool(log.rows), ExecInfo(**mode.to_dict(), threads_requested=options.threads,
+                                                    probe=prepared.probe), mode)
 
 
 def _segment(policy: DevicePolicy, forwards: int, complete: bool) -> dict:

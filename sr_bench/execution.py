@@ -237,6 +237,13 @@ def default_threads() -> int:
     return logical_cores()
 
 
+def threads_notice(requested: int | None, mode: ExecMode) -> str | None:
+    """The line telling the user ``--threads`` was lowered to the cores present (None when it ran as asked)."""
+    if requested is None or mode.threads is None or requested <= mode.threads:
+        return None
+    return f"--threads {requested} is more than the {mode.threads} core(s) this process may use: ran with {mode.threads}"
+
+
 def _probe_input(shape: tuple[int, ...], data_range: float, device: torch.device) -> Tensor:
     generator = torch.Generator().manual_seed(0)
     return (torch.rand(shape, generator=generator) * data_range).to(device)
@@ -322,13 +329,15 @@ def resolve_exec(
     threads: int | None = None,
     data_range: float = 1.0,
 ) -> tuple[ExecMode, dict | None]:
-    """The concrete mode for a request (threads default to all cores), plus the auto probe when one ran.
+    """The concrete mode for a request (threads default to all cores and never exceed them), plus the auto probe
+    when one ran.
 
     Named (official) protocols run eager fp32 only: ``auto`` becomes eager, anything else is a usage error.
     """
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    threads = min(threads, default_threads())  # more threads than cores only oversubscribe: see threads_notice
     if check_protocol(request, protocol):
         return replace(EAGER, threads=threads), None
     if request.auto:

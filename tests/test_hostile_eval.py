@@ -139,7 +139,7 @@ def test_a_resume_with_nothing_left_reports_the_earlier_peak(tmp_path: Path, dat
     model = Bicubicish()
     again = evaluate(_loaded(model), ds, CPU, replace(options, resume=True)).record
     assert model.calls == 0 and again["resumed"] is True
-    assert again["memory_mib"] == first["memory_mib"] and again["memory"]["peak_memory_mib"] == first["memory_mib"]
+    assert again["memory_mib"] == first["memory_mib"] and again["memory"]["peak_mib"] == first["memory_mib"]
     assert again["memory"]["peak_source"] == f"the earlier segment of pid {os.getpid()}: this resume ran no forward"
     assert [s["forwards"] for s in again["memory"]["segments"]] == [2, 0]
 

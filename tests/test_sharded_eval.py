@@ -80,7 +80,7 @@ def test_two_ranks_give_the_numbers_of_one_process(sharded: tuple[Path, list[str
         assert {r["rank"] for r in merged["images"]} == {0, 1} and {r["device"] for r in merged["images"]} == {"cpu"}
         shards = merged["shards"]
         assert [s["rank"] for s in shards] == [0, 1] and sum(s["images"] for s in shards) == LIMIT
-        assert merged["memory_mib"] == max(s["memory"]["peak_memory_mib"] for s in shards)
+        assert merged["memory_mib"] == max(s["memory"]["peak_mib"] for s in shards)
         assert merged["sharding"] == {"world_size": 2, "split": "balanced by LR pixel count", "runtime_comparable": True}
         assert merged["runtime_ms"]["n"] == LIMIT and all(s["runtime_ms"]["n"] == s["images"] for s in shards)
         assert all(s["run_log"].endswith(f"-rank{s['rank']}of2.jsonl") for s in shards)

@@ -35,12 +35,11 @@ from sr_bench.cli.options import (
 from sr_bench.errors import UsageError
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
-from sr_bench.results import atomic_write_json
+from sr_bench.results import MEMORY_KINDS, atomic_write_json
 
 if TYPE_CHECKING:
     from sr_bench.evaluate import EvalEvent, EvalResult
-
-MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
+    from sr_bench.results import EvalRecord
 
 
 def _names(text: str | None) -> list[str]:
@@ -54,7 +53,7 @@ def eval_cmd(
     ] = None,
     dataset: Annotated[
         Optional[str],
-        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (div2k/lsdir = test split if present, else valid)."),
+        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (default: set5, built in; div2k/lsdir = test split if present, else valid)."),
     ] = None,
     data_root: Annotated[
         Optional[Path], typer.Option("--data-root", help="Where named datasets live (default: $SRBENCH_DATA or ./datasets).")
@@ -170,7 +169,7 @@ def _fmt(value: float | None, digits: int) -> str:
 
 
 def _render(run: EvalResult) -> None:
-    rec = run.record
+    rec: EvalRecord = run.record
     alias = f" (for '{rec['dataset_requested']}')" if rec["dataset_requested"] not in (rec["dataset"], None) and rec["data"]["expected"] else ""
     title = (
         f"{rec['model']} x{rec['scale']} on {rec['dataset']}{alias} — {rec['device']}, protocol {rec['protocol']}, "
@@ -185,23 +184,26 @@ def _render(run: EvalResult) -> None:
     mean = rec["mean"]
     table.add_section()
     table.add_row("[bold]mean[/]", "", _fmt(mean["psnr_rgb"], 2), _fmt(mean["ssim_rgb"], 4), _fmt(mean["psnr_y"], 2),
-                  _fmt(mean["ssim_y"], 4), _fmt(mean["runtime_ms"], 2))
+                  _fmt(mean["ssim_y"], 4), _fmt(mean.get("runtime_ms"), 2))
     output.out.print(table)
     rt = rec["runtime_ms"]
-    memory = rec["memory_mib"]
-    memory_text = "-" if memory is None else f"{memory:.2f} MiB ({MEMORY_LABEL.get(rec['memory']['memory_kind'], '')})"
+    memory = rec.get("memory") or {}
+    peak = memory.get("peak_mib")
+    memory_text = "-" if peak is None else f"{peak:.2f} MiB ({MEMORY_KINDS.get(memory.get('kind', ''), '')})"
+    sharding = rec.get("sharding") or {}
     runtime = (f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} "
-               f"images" if rt["mean"] is not None else f"runtime: not pooled, {rt['not_comparable']};")
+               f"images ({len(rt['warmup_samples'])} warm-up forwards)" if rt is not None else
+               f"runtime: not pooled, {sharding.get('runtime_not_comparable')}")
     output.out.print(
-        f"{runtime} ({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",
+        f"{runtime}; peak memory {memory_text}",
         soft_wrap=True,
         highlight=False,
     )
     for shard in rec.get("shards") or []:  # a torchrun eval: what each rank ran
-        srt = shard["runtime_ms"]
+        srt = shard["runtime_ms"] or {}
         output.out.print(
             f"rank {shard['rank']} ({shard['device']}, {shard['device_model']}): {shard['images']} images, runtime "
-            f"mean {srt['mean']:.2f} ms, peak memory {shard['memory']['peak_memory_mib']:.2f} MiB",
+            f"mean {_fmt(srt.get('mean'), 2)} ms, peak memory {_fmt(shard['memory']['peak_mib'], 2)} MiB",
             soft_wrap=True, highlight=False,
         )
     for bad in rec["skipped"]:

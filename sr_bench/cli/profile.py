@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from sr_bench.checkpoint_files import checkpoint_label
 from sr_bench.cli import output
 from sr_bench.cli.options import (
     DataRangeOpt,
@@ -24,7 +26,8 @@ from sr_bench.cli.options import (
 )
 from sr_bench.errors import UsageError
 from sr_bench.paths import results_dir
-from sr_bench.results import atomic_write_json, write_record
+from sr_bench.results import MEMORY_KINDS, atomic_write_json, write_record
+from sr_bench.sizes import parse_size
 
 if TYPE_CHECKING:
     from sr_bench.profile import ProfileResult
@@ -65,7 +68,7 @@ def profile(
     Example: srbench profile --model lgvan --size 256 --json lgvan.json
     """
     from sr_bench.execution import parse_exec  # torch: imported when the command runs, not at start-up
-    from sr_bench.profile import ProfileRequest, parse_size, run_profile
+    from sr_bench.profile import ProfileRequest, run_profile
     from sr_bench.timing import resolve_device
 
     request = ProfileRequest(
@@ -91,6 +94,8 @@ def profile(
         if json_path is not None:
             atomic_write_json(json_path, result.record)
         _render(result)
+        for message in result.record.get("notices", []):
+            output.notice(message)
         for message in result.record["warnings"]:
             output.warning(message)
         output.info(f"record saved: {path}" + (f" and {json_path}" if json_path else ""))
@@ -123,7 +128,7 @@ def _render(result: ProfileResult) -> None:
     table = Table(title=title, caption=rec["protocol_description"])
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_column("how")
+    table.add_column("how", overflow="fold")  # paths fold, never cut
 
     def mark(key: str) -> str:
         if key not in published:
@@ -142,10 +147,13 @@ def _render(result: ProfileResult) -> None:
         table.add_row("Runtime (median)", f"{rt['median']:.2f} ms",
                       f"mean {rt['mean']:.2f}, std {rt['std']:.2f}, min {rt['min']:.2f}, p90 {rt['p90']:.2f} "
                       f"over {rt['n']} forwards ({rt['clock']}, {len(rt['warmup_samples'])} warm-up)")
-        memory = rec["memory_mib"]
-        how = "torch.cuda.max_memory_allocated" if rec["memory_kind"] == "cuda_max_allocated" else "process RSS peak (CPU)"
-        table.add_row("Peak memory", "-" if memory is None else f"{memory:.2f} MiB", how)
+        memory = rec.get("memory") or {}
+        peak = memory.get("peak_mib")
+        table.add_row("Peak memory", "-" if peak is None else f"{peak:.2f} MiB", MEMORY_KINDS.get(memory.get("kind", ""), ""))
     table.add_row("Threads", str(rec["exec"].get("threads") or "-"), f"CPU: {rec['env'].get('cpu_model') or '?'}")
+    ckpt = rec["checkpoint"]
+    table.add_row("Checkpoint", checkpoint_label(ckpt["path"], ckpt["verified"]),
+                  escape(ckpt["path"] or "none found: random weights"))
     output.out.print(table)
     if result.complexity.by_layer:
         _render_layers(result)

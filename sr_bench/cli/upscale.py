@@ -37,7 +37,7 @@ def upscale(
 
     Example: srbench upscale --model lgvan photo.png -o sr/
     """
-    from sr_bench.execution import parse_exec, prepare, resolve_exec
+    from sr_bench.execution import parse_exec, prepare, resolve_exec, threads_notice
     from sr_bench.timing import pinned_threads, resolve_device
     from sr_bench.upscale import check_images, upscale_files
 
@@ -47,6 +47,8 @@ def upscale(
     loaded = load_cli_model(model, scale, weights, data_range, model_args, device=str(dev))
     mode, _ = resolve_exec(request, loaded.module, dev, threads=threads, data_range=loaded.data_range)
     run = prepare(loaded.module, mode, dev)
+    if message := threads_notice(threads, mode):
+        output.notice(message)
     with pinned_threads(mode.threads):
         upscale_files(loaded, images, out_dir, run, dev,
                       on_done=lambda src, dst: output.out.print(f"{src} -> {dst}", soft_wrap=True))
