@@ -111,9 +111,13 @@ class CpuPolicy(DevicePolicy):
 
     @contextmanager
     def track(self) -> Iterator[DevicePolicy]:
-        with track_peak_memory(self.device, reset=True) as memory:
-            yield self
-        self.peak_mib, self.baseline_mib, self.method = memory.peak_mib, memory.baseline_mib, memory.method
+        memory = None
+        try:
+            with track_peak_memory(self.device, reset=True) as memory:
+                yield self
+        finally:  # an interrupted run still knows its peak, for its run-log segment
+            if memory is not None:
+                self.peak_mib, self.baseline_mib, self.method = memory.peak_mib, memory.baseline_mib, memory.method
 
 
 class CudaPolicy(DevicePolicy):

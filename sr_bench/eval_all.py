@@ -6,16 +6,20 @@ per scale before it runs anything, so a missing file stops the run before an hou
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+
+import torch
 
 from sr_bench import paths
 from sr_bench import weights as checkpoint_io
 from sr_bench.datasets import BadImage, CheckedPair, Dataset, check_pairs, custom_dataset, locate_dataset, resolve_dataset
 from sr_bench.errors import CheckpointError, UsageError
-from sr_bench.eval_config import EvalConfig, EvalOptions
-from sr_bench.evaluate import EvalEvent, EvalResult, ProgressFn, evaluate, prepare_run
+from sr_bench.eval_config import EvalConfig
+from sr_bench.evaluate import EvalEvent, EvalResult, PreparedRun, ProgressFn, evaluate, prepare_run
 from sr_bench.execution import threads_notice
-from sr_bench.models import resolve_model
+from sr_bench.models import LoadedModel, resolve_model
+from sr_bench.sharding import from_env
 from sr_bench.timing import resolve_device
 from sr_bench.zoo import get_spec, list_models
 
@@ -35,8 +39,31 @@ def available_models(scale: int | None = None) -> list[str]:
 
 def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list[EvalResult]:
     """Evaluate every model on every dataset of ``config`` (one record each); no models means every zoo model
-    with a checkpoint here. All datasets are found and validated for a model before it runs anything."""
-    notify = progress or (lambda event: None)
+    with a checkpoint here. All datasets are found and validated for a model before it runs anything.
+
+    Under ``torchrun`` with several ranks the images of each dataset are shared between them
+    (:mod:`sr_bench.eval_sharded`); rank 0 returns the records, the other ranks an empty list.
+    """
+    ranks = from_env()
+    if ranks is not None:
+        from sr_bench.eval_sharded import evaluate_sharded  # torch.distributed: imported only when launched so
+
+        return evaluate_sharded(config, ranks, progress)
+    device = resolve_device(config.device)
+    results = []
+    for loaded, run, sets in models_and_sets(config, device, progress or (lambda event: None)):
+        for dataset, checked in sets:
+            results.append(evaluate(loaded, dataset, device, config.options, checked=checked, prepared=run,
+                                    progress=progress))
+    return results
+
+
+CheckedSet = tuple[Dataset, tuple[list[CheckedPair], list[BadImage]]]
+
+
+def models_and_sets(config: EvalConfig, device: torch.device,
+                    notify: ProgressFn) -> Iterator[tuple[LoadedModel, PreparedRun, list[CheckedSet]]]:
+    """Each model of ``config``, loaded and prepared on ``device``, with its checked datasets."""
     options = config.options
     if not config.datasets and config.hr_dir is None:
         config = replace(config, datasets=[DEFAULT_DATASET])
@@ -53,11 +80,9 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
         )
     if config.weights is not None and len(names) > 1:
         raise UsageError("--weights applies to one model: pass a single --model with it")
-    torch_device = resolve_device(config.device)
-    results = []
-    sets_by_scale: dict[int, list] = {}
+    sets_by_scale: dict[int, list[CheckedSet]] = {}
     for name in names:
-        loaded = resolve_model(name, scale=config.scale, weights=config.weights, device=torch_device,
+        loaded = resolve_model(name, scale=config.scale, weights=config.weights, device=device,
                                data_range=config.data_range, model_args=config.model_args, require_weights=True,
                                load=config.load)
         for message in loaded.notices + loaded.warnings:
@@ -67,21 +92,16 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
             for dataset, _ in sets_by_scale[loaded.scale]:  # once per dataset, not once per model
                 for message in dataset.notices:
                     notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
-        sets = sets_by_scale[loaded.scale]
-        run = prepare_run(loaded, torch_device, options)
+        run = prepare_run(loaded, device, options)
         if run.probe and run.probe.get("notice"):  # --exec auto fell back to eager because the model's code failed
             notify(EvalEvent("notice", loaded.name, message=run.probe["notice"]))
         if message := threads_notice(options.threads, run.mode):
             notify(EvalEvent("notice", loaded.name, message=message))
-        for dataset, checked in sets:
-            results.append(evaluate(loaded, dataset, torch_device, options, checked=checked, prepared=run,
-                                    progress=progress))
-    return results
+        yield loaded, run, sets_by_scale[loaded.scale]
 
 
-def _prepare_sets(config: EvalConfig,
-                  scale: int) -> list[tuple[Dataset, tuple[list[CheckedPair], list[BadImage]]]]:
-    options: EvalOptions = config.options
+def _prepare_sets(config: EvalConfig, scale: int) -> list[CheckedSet]:
+    options = config.options
     sets = [resolve_dataset(n, config.data_root, scale) for n in config.datasets]
     if config.hr_dir is not None:
         sets.append(custom_dataset(config.hr_dir, config.lr_dir, scale))

@@ -8,7 +8,6 @@ import numpy as np
 import torch
 
 from sr_bench.datasets import BadImage, Dataset
-from sr_bench.device_policy import DevicePolicy
 from sr_bench.env import environment
 from sr_bench.eval_config import EvalOptions
 from sr_bench.models import LoadedModel
@@ -20,6 +19,8 @@ from sr_bench.results import (
     ExecInfo,
     ImageRow,
     MeanMetrics,
+    MemoryInfo,
+    RuntimeStats,
     SkippedImage,
     TileInfo,
     split_measurement,
@@ -33,20 +34,50 @@ def means(rows: list[dict]) -> MeanMetrics:
     return MeanMetrics(**{k: float(np.mean([r[k] for r in rows])) for k in (*METRICS, "runtime_ms")})
 
 
+def memory_over_segments(segments: list[dict], images: int) -> MemoryInfo:
+    """The record's peak memory from the run log's segments (oldest first, this process's last): the max over
+    those that ran a forward, with ``peak_source`` saying where it comes from and ``segments`` listing them.
+
+    A resume's own process peak says nothing about the images an earlier process ran (an empty resume measures
+    the bare process), so the earlier segments' peaks count; a segment killed before it could write its line
+    (SIGKILL) is missing, and ``peak_source`` then says how many of the ``images`` the peak covers.
+    """
+    current = segments[-1]
+    ran = [s for s in segments if s.get("forwards") and isinstance(s.get("peak_memory_mib"), (int, float))]
+    top = max(ran, key=lambda s: s["peak_memory_mib"]) if ran else current
+    covered = sum(s.get("forwards") or 0 for s in segments)
+    if len(segments) == 1:
+        source = "this run (one process)" if covered >= images else "this process only"
+    elif not current["forwards"]:
+        source = f"the earlier segment of pid {top['pid']}: this resume ran no forward"
+    else:
+        source = f"max over the {len(ran)} run-log segment(s) that ran forwards"
+    if covered < images:
+        source += f"; covers {covered} of {images} images (an earlier process left no memory line: killed?)"
+    return MemoryInfo(
+        peak_mib=top.get("peak_memory_mib"),
+        baseline_mib=top.get("memory_baseline_mib"),
+        kind=current["memory_kind"],
+        method=top.get("memory_method") or current["memory_method"],
+        peak_source=source,
+        segments=[{k: s.get(k) for k in ("pid", "forwards", "complete", "peak_memory_mib")} for s in segments],
+    )
+
+
+def runtime_summary(rows: list[dict], warmup_ms: list[float], device: torch.device) -> RuntimeStats:
+    """Runtime statistics over the rows' forwards (memory is summarised separately: :func:`memory_over_segments`)."""
+    runtime, _ = split_measurement(Measurement(samples_ms=[r["runtime_ms"] for r in rows], peak_memory_mib=None,
+                                               memory_kind="cpu_rss_peak", clock=clock_kind(device),
+                                               warmup_ms=warmup_ms).to_dict())
+    runtime.pop("warnings")  # images differ in size, so their spread is not noise: noise warnings do not apply
+    return runtime
+
+
 def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, options: EvalOptions,
                 exec_info: ExecInfo, rows: list[dict], bad: list[BadImage], warmup_ms: list[float],
-                memory: DevicePolicy, log_path: Path, resumed: bool) -> EvalRecord:
-    """The record (before ``results.stamp``): rows in dataset order, means, runtime summary, memory, provenance."""
-    runtime, peak = split_measurement(Measurement(
-        samples_ms=[r["runtime_ms"] for r in rows],
-        peak_memory_mib=memory.peak_mib,
-        memory_kind=memory.kind,
-        clock=clock_kind(device),
-        warmup_ms=warmup_ms,
-        memory_baseline_mib=memory.baseline_mib,
-        memory_method=memory.method,
-    ).to_dict())
-    runtime.pop("warnings")  # images differ in size, so their spread is not noise: noise warnings do not apply
+                memory: MemoryInfo, log_path: Path, resumed: bool) -> EvalRecord:
+    """The record (before ``results.stamp``): rows in dataset order, means, runtime summary, memory (a
+    :func:`memory_over_segments` summary), provenance."""
     checkpoint = loaded.checkpoint.to_dict()
     return EvalRecord(
         kind="eval",
@@ -60,9 +91,9 @@ def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, opt
         device=str(device),
         images=[ImageRow(**row) for row in rows],
         mean=means(rows),
-        runtime_ms=runtime,
-        memory_mib=peak["peak_mib"],
-        memory=peak,
+        runtime_ms=runtime_summary(rows, warmup_ms, device),
+        memory_mib=memory["peak_mib"],
+        memory=memory,
         env=environment(device, checkpoint, threads=exec_info.get("threads")),
         exec=exec_info,
         checkpoint=CheckpointFacts(**checkpoint),

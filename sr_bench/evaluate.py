@@ -24,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,14 +37,14 @@ from sr_bench.datasets import BadImage, CheckedPair, Dataset, bad_image, check_p
 from sr_bench.device_policy import DevicePolicy, policy_for
 from sr_bench.errors import DatasetError
 from sr_bench.eval_config import EvalOptions
-from sr_bench.eval_record import eval_record
+from sr_bench.eval_record import eval_record, memory_over_segments
 from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.fp32_reference import fp32_reference, reference_notice, stored_records
 from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.pipeline import Decoded, Failed, Finisher, Prefetcher
-from sr_bench.results import EvalRecord, ExecInfo, stamp, write_record
-from sr_bench.runlog import RunLog, log_header, run_key
+from sr_bench.results import EvalRecord, ExecInfo, MemoryInfo, stamp, write_record
+from sr_bench.runlog import RunLog, log_header, run_identity, run_key, write_error
 from sr_bench.tiling import Forward, tiled
 from sr_bench.timing import cudnn_benchmark, get_protocol, pinned_threads, time_call, warm_up
 
@@ -87,7 +88,7 @@ def prepare_run(loaded: LoadedModel, device: torch.device, options: EvalOptions)
     """Resolve ``options.exec`` for this model and device (named protocols force eager fp32) and apply it."""
     mode, probe = resolve_exec(parse_exec(options.exec), loaded.module, device, protocol=options.protocol,
                                threads=options.threads, data_range=loaded.data_range)
-    return PreparedRun(mode, probe, prepare(loaded.module, mode, device, loaded.name))
+    return PreparedRun(mode, probe, prepare(loaded.module, mode, device))
 
 
 @dataclass
@@ -98,6 +99,22 @@ class _Run:
     bad: list[BadImage]
     warmup_ms: list[float] = field(default_factory=list)
     shape_checked: bool = False
+    forwards: int = 0  # timed forwards in this process (this segment of the run log)
+
+
+@dataclass(frozen=True)
+class Share:
+    """What one process computed for (a share of) a dataset: the input of its record."""
+
+    rows: list[dict]  # finished images, in dataset order (resumed ones included)
+    bad: list[BadImage]
+    warmup_ms: list[float]
+    memory: MemoryInfo  # peak memory over the run-log segments (eval_record.memory_over_segments)
+    run_log: Path
+    resumed: bool
+    exec_info: ExecInfo
+    mode: ExecMode
+    guard: GpuGuard  # GPU clocks, throttling and other processes over the timed images (inactive on CPU)
 
 
 def _running_mean(rows: dict[str, dict]) -> float | None:
@@ -122,80 +139,122 @@ def evaluate(
     """
     notify = progress or (lambda event: None)
     pairs = dataset.pairs[: options.limit]
-    checked_pairs, bad = checked if checked is not None else check_pairs(pairs, dataset.scale, skip_bad=options.skip_bad)
-    prepared = prepared or prepare_run(loaded, device, options)
-    mode, model = prepared.mode, prepared.model
-    proto = get_protocol(options.protocol)
-    key = run_key(loaded.name, loaded.scale, dataset, options.protocol, mode.label, device, options.tile,
-                  options.tile_overlap)
-    log, done_rows = RunLog.open(options.results_dir / "runs" / f"{key}.jsonl", log_header(key, loaded, dataset),
-                                 options.resume)
-    resumed = bool(done_rows)
-    state = _Run(rows=dict(done_rows), bad=list(bad))
-    todo = [c for c in checked_pairs if c.pair.name not in done_rows]
-    total = len(checked_pairs)
-
-    def emit(kind: EventKind, name: str = "", psnr: float | None = None) -> None:
-        done = len(state.rows) + len(state.bad) - len(bad)
-        notify(EvalEvent(kind, loaded.name, dataset.name, done, total, name, psnr, _running_mean(state.rows)))
-
-    emit("start")
-    forward = tiled(model, loaded.scale, options.tile, options.tile_overlap)
-    policy = policy_for(device, loaded.data_range, loaded.scale, reset_peak=proto.reset_peak_memory)
-    save_dir = options.save_sr / f"{loaded.name}_x{loaded.scale}" / dataset.name if options.save_sr else None
-    finisher = Finisher(log, save_dir, policy.score)
-    prefetch = Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), policy.prefetch_input)
-    guard = GpuGuard(device)
-
-    def collect() -> None:
-        for row in finisher.finished():
-            state.rows[row["name"]] = row
-            emit("image", row["name"], row["psnr_rgb"])
-
-    try:
-        with pinned_threads(mode.threads), torch.inference_mode(), cudnn_benchmark(proto.cudnn_benchmark), \
-                policy.track():
-            if todo and proto.warmup > 0:  # robust: warm up on the first image's shape while it is decoded
-                h, w = todo[0].lr_size
-                dummy = torch.rand(1, 3, h, w, device=device) * loaded.data_range
-                with policy.out_of_memory(todo[0].pair.name, (h, w), options.tile):
-                    state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
-                del dummy
-            with guard.split():  # GPU clocks, throttling and other processes over the timed images
-                for item in prefetch:
-                    if isinstance(item, Failed):
-                        _skip_or_raise(item, options, state)
-                        emit("skip", item.checked.pair.name)
-                        continue
-                    _one_image(item, loaded, forward, options, state, finisher, policy)
-                    collect()
-    finally:
-        prefetch.close()
-        finisher.drain()
-    finisher.check()
-    collect()
-    rows = [state.rows[c.pair.name] for c in checked_pairs if c.pair.name in state.rows]
-    if not rows:
-        raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(state.bad)} unreadable)")
-    exec_info = ExecInfo(**mode.to_dict(), threads_requested=options.threads, probe=prepared.probe)
-    record = eval_record(loaded, dataset, device, options, exec_info, rows, state.bad, state.warmup_ms, policy,
-                         log.path, resumed)
-    if message := threads_notice(options.threads, mode):
+    checked = checked if checked is not None else check_pairs(pairs, dataset.scale, skip_bad=options.skip_bad)
+    share = run_share(loaded, dataset, device, options, checked, prepared or prepare_run(loaded, device, options),
+                      notify)
+    if not share.rows:
+        raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(share.bad)} unreadable)")
+    record = eval_record(loaded, dataset, device, options, share.exec_info, share.rows, share.bad, share.warmup_ms,
+                         share.memory, share.run_log, share.resumed)
+    if message := threads_notice(options.threads, share.mode):
         record["notices"].append(message)
-    record.update(guard.record_fields())
-    record["warnings"] += guard.warnings
-    if guard.notice:
-        record["notices"].append(guard.notice)
-        notify(EvalEvent("notice", loaded.name, dataset.name, message=guard.notice))
-    if mode.dtype != "fp32":
+    record.update(share.guard.record_fields())
+    record["warnings"] += share.guard.warnings
+    if share.guard.notice:
+        record["notices"].append(share.guard.notice)
+        notify(EvalEvent("notice", loaded.name, dataset.name, message=share.guard.notice))
+    return store(record, options, notify, total=len(checked[0]))
+
+
+def store(record: EvalRecord, options: EvalOptions, notify: ProgressFn, total: int) -> EvalResult:
+    """Add the fp32 reference (reduced precision), stamp and write ``record``, and say it is done (``total``:
+    the images that passed the header check)."""
+    if record["exec"]["dtype"] != "fp32":
         record["fp32_reference"] = fp32_reference(record, stored_records(options.results_dir))
         message = reference_notice(record)
         record["notices"].append(message)
-        notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
+        notify(EvalEvent("notice", record["model"], record["dataset"], message=message))
     record = stamp(record)  # the stored record, id included, is also what --json writes
     path = write_record(record, options.results_dir)
-    notify(EvalEvent("done", loaded.name, dataset.name, len(rows), total, mean_psnr=record["mean"]["psnr_rgb"]))
+    notify(EvalEvent("done", record["model"], record["dataset"], len(record["images"]), total,
+                     mean_psnr=record["mean"]["psnr_rgb"]))
     return EvalResult(record, path)
+
+
+def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, options: EvalOptions,
+              checked: tuple[list[CheckedPair], list[BadImage]], prepared: PreparedRun, notify: ProgressFn,
+              log_name: str = "") -> Share:
+    """Run the model over the ``checked`` pairs (all of a dataset, or one rank's share) under the run log's lock.
+
+    ``log_name`` is added to the run log's key (a rank's share has a log of its own).
+    """
+    checked_pairs, bad = checked
+    mode, model = prepared.mode, prepared.model
+    proto = get_protocol(options.protocol)
+    identity = run_identity(loaded, dataset, options.protocol, mode, device, options.tile, options.tile_overlap)
+    key = run_key(identity) + log_name
+    with RunLog.open(options.results_dir / "runs" / f"{key}.jsonl", log_header(identity, key, loaded, dataset),
+                     options.resume) as log:
+        state = _Run(rows=dict(log.rows), bad=list(bad))
+        todo = [c for c in checked_pairs if c.pair.name not in log.rows]
+        total = len(checked_pairs)
+
+        def emit(kind: EventKind, name: str = "", psnr: float | None = None) -> None:
+            done = len(state.rows) + len(state.bad) - len(bad)
+            notify(EvalEvent(kind, loaded.name, dataset.name, done, total, name, psnr, _running_mean(state.rows)))
+
+        if options.resume and not log.rows:
+            notify(EvalEvent("notice", loaded.name, dataset.name, message=(
+                f"--resume: no finished image of this run in {log.path.name} (same model, checkpoint, data and "
+                "settings), so it starts from the first image")))
+        emit("start")
+        forward = tiled(model, loaded.scale, options.tile, options.tile_overlap)
+        policy = policy_for(device, loaded.data_range, loaded.scale, reset_peak=proto.reset_peak_memory)
+        save_dir = options.save_sr / f"{loaded.name}_x{loaded.scale}" / dataset.name if options.save_sr else None
+        finisher = Finisher(log, save_dir, policy.score)
+        prefetch = Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), policy.prefetch_input)
+        guard = GpuGuard(device)
+
+        def collect() -> None:
+            for row in finisher.finished():
+                state.rows[row["name"]] = row
+                emit("image", row["name"], row["psnr_rgb"])
+
+        complete = False
+        try:
+            with pinned_threads(mode.threads), torch.inference_mode(), cudnn_benchmark(proto.cudnn_benchmark), \
+                    policy.track():
+                if todo and proto.warmup > 0:  # robust: warm up on the first image's shape while it is decoded
+                    h, w = todo[0].lr_size
+                    dummy = torch.rand(1, 3, h, w, device=device) * loaded.data_range
+                    with policy.out_of_memory(todo[0].pair.name, (h, w), options.tile):
+                        state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
+                    del dummy
+                with guard.split():  # GPU clocks, throttling and other processes over the timed images
+                    for item in prefetch:
+                        if isinstance(item, Failed):
+                            _skip_or_raise(item, options, state)
+                            emit("skip", item.checked.pair.name)
+                            continue
+                        _one_image(item, loaded, forward, options, state, finisher, policy)
+                        collect()
+            complete = True
+        finally:
+            prefetch.close()
+            finisher.drain()
+            segment = _segment(policy, state.forwards, complete)
+            _end_segment(log, segment, quiet=not complete)
+        finisher.check()
+        collect()
+    rows = [state.rows[c.pair.name] for c in checked_pairs if c.pair.name in state.rows]
+    return Share(rows, state.bad, state.warmup_ms, memory_over_segments([*log.segments, segment], len(rows)),
+                 log.path, bool(log.rows), ExecInfo(**mode.to_dict(), threads_requested=options.threads,
+                                                    probe=prepared.probe), mode, guard)
+
+
+def _segment(policy: DevicePolicy, forwards: int, complete: bool) -> dict:
+    """This process's line in the run log: who worked on it, how much, and its peak memory."""
+    return {"pid": os.getpid(), "forwards": forwards, "complete": complete, "peak_memory_mib": policy.peak_mib,
+            "memory_baseline_mib": policy.baseline_mib, "memory_kind": policy.kind, "memory_method": policy.method}
+
+
+def _end_segment(log: RunLog, segment: dict, quiet: bool) -> None:
+    """Append the segment line; after a failure (``quiet``) a write error must not hide the first one."""
+    try:
+        log.end_segment(segment)
+    except OSError as exc:
+        if not quiet:
+            raise write_error(exc, log.path, "run log") from None
 
 
 def _skip_or_raise(item: Failed, options: EvalOptions, state: _Run) -> None:
@@ -214,6 +273,7 @@ def _one_image(item: Decoded, loaded: LoadedModel, forward: Forward, options: Ev
         sr, ms = time_call(lambda: forward(x), policy.device)
     policy.after_forward()
     del x
+    state.forwards += 1
     if not state.shape_checked:
         check_output_shape(sr, shape, loaded.scale, loaded.name)
         state.shape_checked = True

@@ -8,8 +8,10 @@
   row to the run log. A row reaches the log only after its PNG is on disk, so the log is exactly what is
   finished.
 
-Both threads are daemons running at the lowest priority, so on a busy CPU the model's thread wins and they take
-only the cycles it leaves.
+Both threads run at the lowest priority, so on a busy CPU the model's thread wins and they take only the
+cycles it leaves. Neither may outlive the run: a thread still inside a torch op when the interpreter exits aborts
+the process (``terminate called without an active exception``, exit 134), so stopping them waits through
+Ctrl-C (:class:`_Worker`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,42 @@ Score = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, dict]]
 _DONE = object()
 
 
+class _Worker:
+    """A background thread that can be waited for through Ctrl-C.
+
+    ``Thread.join`` cannot: in CPython 3.11 a KeyboardInterrupt inside ``join`` marks the thread as stopped while
+    it still runs, so a second join returns at once. The thread sets ``ended`` as its last act instead.
+    """
+
+    def __init__(self, target: Callable[[], None], name: str) -> None:
+        self._target = target
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            _lower_priority()
+            self._target()
+        finally:
+            self.ended.set()
+
+    def wait(self, stop: threading.Event) -> None:
+        """Wait until the thread has ended, also through Ctrl-C: the first one sets ``stop`` (the thread ends
+        after its current item, which is then either finished and logged or not logged at all) and is re-raised
+        once the thread has ended."""
+        interrupted: KeyboardInterrupt | None = None
+        while True:
+            try:
+                if self.ended.wait(0.1):
+                    break
+            except KeyboardInterrupt as exc:
+                interrupted = interrupted or exc
+                stop.set()
+        if interrupted is not None:
+            raise interrupted
+
+
 def _lower_priority() -> None:
     """Make the calling thread nice (Linux applies niceness per thread), so that on a busy CPU the model's
     thread wins and decoding/metrics/saving take only the cycles it leaves: hidden, without inflating its time."""
@@ -97,8 +135,7 @@ class Prefetcher:
         self._to_input = to_input
         self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="srbench-prefetch", daemon=True)
-        self._thread.start()
+        self._worker = _Worker(self._run, "srbench-prefetch")
 
     def _put(self, item: object) -> bool:
         while not self._stop.is_set():
@@ -110,7 +147,6 @@ class Prefetcher:
         return False
 
     def _run(self) -> None:
-        _lower_priority()
         for checked in self._pairs:
             try:
                 lr, hr = load_pair(checked.pair, self._scale, self._cache)
@@ -127,7 +163,7 @@ class Prefetcher:
 
     def close(self) -> None:
         self._stop.set()
-        self._thread.join()
+        self._worker.wait(self._stop)
 
 
 class Finisher:
@@ -144,13 +180,12 @@ class Finisher:
         self._in: queue.Queue = queue.Queue(maxsize=WRITE_DEPTH)
         self._out: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="srbench-finisher", daemon=True)
-        self._thread.start()
+        self._abandon = threading.Event()  # Ctrl-C while draining: finish the current image, drop the rest
+        self._worker = _Worker(self._run, "srbench-finisher")
 
     def _run(self) -> None:
-        _lower_priority()
         while (item := self._in.get()) is not _DONE:
-            if self.error is None:
+            if self.error is None and not self._abandon.is_set():
                 try:
                     self._finish(item)
                 except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
@@ -194,6 +229,18 @@ class Finisher:
             raise self.error
 
     def drain(self) -> None:
-        """Finish everything queued and stop; runs after Ctrl-C too, so finished images stay logged."""
-        self._in.put(_DONE)
-        self._thread.join()
+        """Finish everything queued and stop; runs after Ctrl-C too, so finished images stay logged. A Ctrl-C
+        during the drain drops what is still queued (not logged: a resume runs it again) and still waits."""
+        try:
+            while True:
+                try:
+                    self._in.put(_DONE, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+        except KeyboardInterrupt:
+            self._abandon.set()  # the thread now empties the queue quickly, so _DONE gets in
+            self._in.put(_DONE)
+            self._worker.wait(self._abandon)
+            raise
+        self._worker.wait(self._abandon)

@@ -83,6 +83,8 @@ class MemoryInfo(TypedDict, total=False):
     baseline_mib: Number | None  # held just before the measured forwards
     kind: MemoryKind
     method: str
+    peak_source: str  # eval: where the peak comes from (one process, max over run-log segments or ranks)
+    segments: list[dict[str, Any]]  # eval: the run log's segments (pid, forwards, complete, peak_memory_mib)
 
 
 class ExecInfo(TypedDict, total=False):
@@ -192,6 +194,8 @@ class ImageRow(TypedDict, total=False):
     psnr_y: Number
     ssim_y: Number
     runtime_ms: Number
+    rank: int  # torchrun evals: the rank that ran this image
+    device: str  # ... and its device
 
 
 class MeanMetrics(TypedDict, total=False):
@@ -224,6 +228,28 @@ class SkippedImage(TypedDict, total=False):
     error: str
 
 
+class ShardInfo(TypedDict, total=False):
+    """One rank of a torchrun eval: what it ran and measured."""
+
+    rank: Required[int]
+    device: str
+    device_model: str | None
+    images: int
+    runtime_ms: RuntimeStats | None  # None: the rank had no image
+    memory: MemoryInfo
+    run_log: str
+    resumed: bool
+
+
+class ShardingInfo(TypedDict, total=False):
+    """How a torchrun eval shared the images."""
+
+    world_size: Required[int]
+    split: str
+    runtime_comparable: bool  # every rank on the same device model: runtime_ms pools them
+    runtime_not_comparable: str  # why runtime_ms is None
+
+
 class EvalRecord(_Record, total=False):
     """``srbench eval``: per-image and mean quality and runtime of one model on one dataset."""
 
@@ -239,6 +265,8 @@ class EvalRecord(_Record, total=False):
     run_log: str
     resumed: bool
     fp32_reference: dict[str, Any] | None
+    shards: list[ShardInfo]  # torchrun evals only
+    sharding: ShardingInfo
 
 
 Record = Union[ProfileRecord, EvalRecord]

@@ -420,19 +420,25 @@ def track_peak_memory(device: torch.device, reset: bool) -> Iterator[PeakMemory]
         if reset:
             torch.cuda.reset_peak_memory_stats(device)
         result.baseline_mib = torch.cuda.memory_allocated(device) / _MIB
-        yield result
-        result.peak_mib = torch.cuda.max_memory_allocated(device) / _MIB
+        try:  # filled in when the block raises too (an interrupted eval still records its segment's peak)
+            yield result
+        finally:
+            result.peak_mib = torch.cuda.max_memory_allocated(device) / _MIB
         return
     result.baseline_mib = psutil.Process().memory_info().rss / _MIB
     if _reset_vm_hwm():
         result.method = "process VmHWM (kernel peak RSS, reset before measuring)"
-        yield result
-        result.peak_mib = _vm_hwm_mib()
+        try:
+            yield result
+        finally:
+            result.peak_mib = _vm_hwm_mib()
         return
     result.method = "process RSS sampled every 2 ms"
     with _RssSampler() as sampler:
-        yield result
-    result.peak_mib = sampler.peak / _MIB
+        try:
+            yield result
+        finally:
+            result.peak_mib = sampler.peak / _MIB
 
 
 # ---------------------------------------------------------------------------------------------------------

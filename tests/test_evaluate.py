@@ -65,7 +65,8 @@ def _options(tmp_path: Path, **kw: object) -> EvalOptions:
 
 
 def _log_rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    """The image rows of a run log (not its header or segment lines)."""
+    return [row for line in path.read_text().splitlines() if "name" in (row := json.loads(line))]
 
 
 # ---------------------------------------------------------------------------------------------------- tiling
@@ -145,8 +146,8 @@ def test_record_and_jsonl_are_in_the_results_store(rfdn_set5: ev.EvalResult) -> 
     log = Path(rfdn_set5.record["run_log"])
     assert log.parent.name == "runs" and log.suffix == ".jsonl"
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert lines[0]["kind"] == "eval-log" and len(lines) == 6
-    assert {r["name"]: r["psnr_rgb"] for r in lines[1:]} == {r["name"]: r["psnr_rgb"] for r in rfdn_set5.record["images"]}
+    assert lines[0]["kind"] == "eval-log" and lines[-1]["kind"] == "eval-segment" and len(lines) == 7
+    assert {r["name"]: r["psnr_rgb"] for r in lines[1:-1]} == {r["name"]: r["psnr_rgb"] for r in rfdn_set5.record["images"]}
 
 
 # ------------------------------------------------------------------------------------ loop with a tiny model
@@ -216,11 +217,15 @@ def test_interrupted_run_keeps_finished_images_and_resumes(tmp_path: Path, data_
     assert fresh["resumed"] is False and len(_log_rows(log)) == 1
 
 
-def test_resume_refuses_a_log_of_another_checkpoint(tmp_path: Path, data_dir: Path) -> None:
+def test_resume_refuses_a_log_whose_header_describes_another_run(tmp_path: Path, data_dir: Path) -> None:
     ds = resolve_dataset("set5", data_dir, 4)
-    evaluate(_loaded(sha="a" * 64), ds, CPU, _options(tmp_path, limit=1))
-    with pytest.raises(ResultsError, match=r"cannot resume from .*another checkpoint or dataset folder; drop --resume"):
-        evaluate(_loaded(sha="b" * 64), ds, CPU, _options(tmp_path, limit=1, resume=True))
+    log = Path(evaluate(_loaded(sha="a" * 64), ds, CPU, _options(tmp_path, limit=1)).record["run_log"])
+    lines = log.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["identity"]["checkpoint_sha256"] = "b" * 64  # a log edited (or copied) under another run's name
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    with pytest.raises(ResultsError, match=r"cannot resume from .*describes another run.*drop --resume"):
+        evaluate(_loaded(sha="a" * 64), ds, CPU, _options(tmp_path, limit=1, resume=True))
 
 
 def test_disk_full_while_saving_is_clear_and_keeps_the_log(tmp_path: Path, data_dir: Path,

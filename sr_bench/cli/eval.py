@@ -127,7 +127,7 @@ def eval_cmd(
         runs = evaluate_all(config, progress=view.update)
     for run in runs:
         _render(run)
-    if json_path is not None:
+    if json_path is not None and runs:  # under torchrun only rank 0 has the records
         atomic_write_json(json_path, runs[0].record)
         output.info(f"record written to {json_path}")
 
@@ -167,13 +167,13 @@ class _ProgressView:
                 f"{event.model} on {event.dataset}", total=event.total, completed=event.done, psnr=psnr
             )
         elif self._task is not None:
-            self._progress.update(self._task, completed=event.done, psnr=psnr)
+            self._progress.update(self._task, completed=event.done, total=event.total, psnr=psnr)  # done: all ranks
             if event.kind == "skip":
                 output.warning(f"skipped unreadable image {event.message}")
 
 
-def _fmt(value: float, digits: int) -> str:
-    return f"{value:.{digits}f}"
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _render(run: EvalResult) -> None:
@@ -192,18 +192,28 @@ def _render(run: EvalResult) -> None:
     mean = rec["mean"]
     table.add_section()
     table.add_row("[bold]mean[/]", "", _fmt(mean["psnr_rgb"], 2), _fmt(mean["ssim_rgb"], 4), _fmt(mean["psnr_y"], 2),
-                  _fmt(mean["ssim_y"], 4), _fmt(mean["runtime_ms"], 2))
+                  _fmt(mean["ssim_y"], 4), _fmt(mean.get("runtime_ms"), 2))
     output.out.print(table)
     rt = rec["runtime_ms"]
     memory = rec.get("memory") or {}
     peak = memory.get("peak_mib")
     memory_text = "-" if peak is None else f"{peak:.2f} MiB ({MEMORY_KINDS.get(memory.get('kind', ''), '')})"
+    sharding = rec.get("sharding") or {}
+    runtime = (f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} "
+               f"images ({len(rt['warmup_samples'])} warm-up forwards)" if rt is not None else
+               f"runtime: not pooled, {sharding.get('runtime_not_comparable')}")
     output.out.print(
-        f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} images "
-        f"({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",
+        f"{runtime}; peak memory {memory_text}",
         soft_wrap=True,
         highlight=False,
     )
+    for shard in rec.get("shards") or []:  # a torchrun eval: what each rank ran
+        srt = shard["runtime_ms"] or {}
+        output.out.print(
+            f"rank {shard['rank']} ({shard['device']}, {shard['device_model']}): {shard['images']} images, runtime "
+            f"mean {_fmt(srt.get('mean'), 2)} ms, peak memory {_fmt(shard['memory']['peak_mib'], 2)} MiB",
+            soft_wrap=True, highlight=False,
+        )
     for bad in rec["skipped"]:
         output.warning(f"skipped {bad['name']}: {bad['error']}")
     for message in (rec.get("gpu_conditions") or {}).get("warnings", []):
