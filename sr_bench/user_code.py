@@ -107,6 +107,9 @@ class ShimReport:
                 f"returned the object unchanged and {self.loads_mapped} torch.load call(s) were mapped to the CPU")
 
 
+_INHERITED = object()  # marks a patched attribute that the class only inherited
+
+
 def _is_cuda(value: object) -> bool:
     if isinstance(value, torch.device):
         return value.type == "cuda"
@@ -134,11 +137,8 @@ def cpu_cuda_shims(active: bool | None = None) -> Iterator[ShimReport]:
     if not report.active:
         yield report
         return
-    saved = {
-        (nn.Module, "cuda"): nn.Module.cuda, (nn.Module, "to"): nn.Module.to,
-        (torch.Tensor, "cuda"): torch.Tensor.cuda, (torch.Tensor, "to"): torch.Tensor.to,
-        (torch, "load"): torch.load,
-    }
+    targets = ((nn.Module, "cuda"), (nn.Module, "to"), (torch.Tensor, "cuda"), (torch.Tensor, "to"), (torch, "load"))
+    saved = {(owner, name): vars(owner).get(name, _INHERITED) for owner, name in targets}  # own attribute or none
 
     def module_cuda(self: nn.Module, device: object = None) -> nn.Module:
         report.count("Module.cuda")
@@ -168,12 +168,15 @@ def cpu_cuda_shims(active: bool | None = None) -> Iterator[ShimReport]:
         return original_load(f, "cpu", *args, **kwargs)
 
     nn.Module.cuda = module_cuda  # type: ignore[method-assign]
-    nn.Module.to = shim_to(saved[(nn.Module, "to")], "Module.to")  # type: ignore[method-assign]
+    nn.Module.to = shim_to(nn.Module.to, "Module.to")  # type: ignore[method-assign]
     torch.Tensor.cuda = tensor_cuda  # type: ignore[method-assign]
-    torch.Tensor.to = shim_to(saved[(torch.Tensor, "to")], "Tensor.to")  # type: ignore[method-assign]
+    torch.Tensor.to = shim_to(torch.Tensor.to, "Tensor.to")  # type: ignore[method-assign]
     torch.load = load  # type: ignore[assignment]
     try:
         yield report
     finally:
         for (owner, name), original in saved.items():
-            setattr(owner, name, original)
+            if original is _INHERITED:  # e.g. Tensor.cuda lives on torch._C.TensorBase: drop the stand-in
+                delattr(owner, name)
+            else:
+                setattr(owner, name, original)
