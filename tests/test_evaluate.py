@@ -15,10 +15,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from set5_references import GOLDEN, KEYS, misses
 from sr_bench import evaluate as ev
 from sr_bench.datasets import custom_dataset, resolve_dataset
 from sr_bench.errors import DatasetError, DeviceError, ModelSpecError, ResultsError, UsageError
 from sr_bench.evaluate import EvalEvent, EvalOptions, evaluate, evaluate_all, tiled_forward
+from sr_bench.files import sha256_file
 from sr_bench.images import read_rgb_u8, to_input, to_uint8
 from sr_bench.models import CheckpointInfo, LoadedModel
 from sr_bench.results import load_records
@@ -26,9 +28,6 @@ from sr_bench.timing import pinned_threads
 from sr_bench.zoo import ModelSpec
 
 CPU = torch.device("cpu")
-RFDN_SET5_MEAN_PSNR_RGB = 30.2543823441  # ../shared/specs/quality_refs.md, official pipeline, one thread
-RFDN_SET5_PSNR_RGB = {"baby": 32.2518554268, "bird": 32.7004531000, "butterfly": 27.2228789473,
-                      "head": 29.9213354258, "woman": 29.1753888207}
 
 
 class Bicubicish(nn.Module):
@@ -91,27 +90,43 @@ def test_tiled_forward_equals_untiled_when_overlap_covers_the_receptive_field() 
     assert (seams - full).abs().max() > 1e-4  # without overlap the seams differ: the check above is meaningful
 
 
-# ------------------------------------------------------------------------------------------ Set5 with RFDN
+# ------------------------------------------------------------------------------ Set5 against the official numbers
 
 
-@pytest.fixture(scope="module")
-def rfdn_set5(data_dir: Path, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ev.EvalResult:
+def _set5(name: str, data_dir: Path, weights_dir: Path, results: Path) -> ev.EvalResult:
+    """``evaluate_all`` on Set5 with the shipped LR, eager fp32 and one thread, as the references were made."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SRBENCH_WEIGHTS", str(weights_dir))
     try:
-        results = tmp_path_factory.mktemp("rfdn")
         options = EvalOptions(results_dir=results, exec="eager", threads=1)
-        (result,) = evaluate_all(["rfdn"], ["set5"], options, data_root=data_dir, device="cpu")
+        (result,) = evaluate_all([name], ["set5"], options, data_root=data_dir, device="cpu")
     finally:
         mp.undo()
     return result
 
 
-def test_set5_rfdn_matches_the_official_pipeline(rfdn_set5: ev.EvalResult) -> None:
-    record = rfdn_set5.record
-    assert abs(record["mean"]["psnr_rgb"] - RFDN_SET5_MEAN_PSNR_RGB) < 1e-4
+def _assert_official(record: dict) -> None:
+    """All four metrics of every image and of the mean within 1e-4 dB / 1e-5 of the official pipeline."""
+    _, _, per_image, means = GOLDEN[record["model"]]
+    assert [r["name"] for r in record["images"]] == list(per_image)
     for row in record["images"]:
-        assert abs(row["psnr_rgb"] - RFDN_SET5_PSNR_RGB[row["name"]]) < 1e-3
+        expected = per_image[row["name"]][2:]
+        assert not misses(row, expected), f"{row['name']}: (got, expected) {misses(row, expected)}"
+    assert not misses(record["mean"], means), f"mean: (got, expected) {misses(record['mean'], means)}"
+
+
+@pytest.fixture(scope="module")
+def rfdn_set5(data_dir: Path, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ev.EvalResult:
+    return _set5("rfdn", data_dir, weights_dir, tmp_path_factory.mktemp("rfdn"))
+
+
+def test_set5_rfdn_matches_the_official_pipeline(rfdn_set5: ev.EvalResult) -> None:
+    _assert_official(rfdn_set5.record)
+
+
+@pytest.mark.slow
+def test_set5_lgvan_matches_the_official_pipeline(data_dir: Path, weights_dir: Path, tmp_path: Path) -> None:
+    _assert_official(_set5("lgvan", data_dir, weights_dir, tmp_path).record)
 
 
 def test_eval_record_keeps_the_public_field_names(rfdn_set5: ev.EvalResult) -> None:
@@ -161,6 +176,22 @@ def test_generated_lr_protocols_and_saved_sr(tmp_path: Path, data_dir: Path) -> 
     robust = evaluate(loaded, ds, CPU, _options(tmp_path, limit=2)).record
     assert robust["runtime_ms"]["warmup_samples"] and robust["protocol"] == "robust"
     assert [r["psnr_rgb"] for r in robust["images"]] == [r["psnr_rgb"] for r in rec["images"]]
+
+
+def test_generated_lr_equals_the_shipped_lr_exactly(tmp_path: Path, data_dir: Path) -> None:
+    """Set5's HR without its LR: every value of the LR the loop generates (and caches) is the shipped one's, so
+    every per-image metric equals the shipped-LR run's exactly."""
+    hr_dir = tmp_path / "hr"
+    shutil.copytree(data_dir / "Set5/HR", hr_dir)
+    generated = evaluate(_loaded(), custom_dataset(hr_dir, None, 4), CPU, _options(tmp_path / "gen")).record
+    shipped = evaluate(_loaded(), resolve_dataset("set5", data_dir, 4), CPU, _options(tmp_path / "ship")).record
+    assert generated["data"]["lr_source"] == "generated" and shipped["data"]["lr_source"] == "files"
+    cache = ev.lr_cache_dir(tmp_path / "gen/results") / "x4"
+    for row in generated["images"]:
+        cached = read_rgb_u8(cache / f"{sha256_file(hr_dir / (row['name'] + '.png'))}.png")
+        assert np.array_equal(cached, read_rgb_u8(data_dir / f"Set5/LR_bicubic/X4/{row['name']}x4.png")), row["name"]
+    assert [{k: r[k] for k in KEYS} for r in generated["images"]] == \
+        [{k: r[k] for k in KEYS} for r in shipped["images"]]
 
 
 def test_progress_events_carry_the_running_mean(tmp_path: Path, data_dir: Path) -> None:
