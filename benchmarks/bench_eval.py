@@ -28,30 +28,16 @@ Y, ``official_loop.basicsr_metrics``) on the same SR/HR pairs, alternating which
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import torch
 
 import official_loop
-from common import (
-    DATA,
-    NEAR_FREE_MODEL,
-    OFFICIAL,
-    SRBENCH,
-    WEIGHTS,
-    check_agreement,
-    identical_pngs,
-    make_subset,
-    near_free_checkpoint,
-    official_rows,
-    srbench_rows,
-    startup_floor,
-    timed,
-)
+from common import DATA, NEAR_FREE_MODEL, WEIGHTS, NearFreeX4, check_agreement, near_free_checkpoint, versus_official
 
 CPU = torch.device("cpu")
 
@@ -60,47 +46,10 @@ CPU = torch.device("cpu")
 
 
 def pipeline_part(images: int, rounds: int, threads: int) -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
-        root = Path(tmp)
-        hr_dir, lr_dir = make_subset(DATA / "B100" / "HR", images, root / "data")
-        weights = near_free_checkpoint(root / "near_free_x4.pth")
-        model = ["--model", NEAR_FREE_MODEL, "--weights", str(weights), "--threads", str(threads)]
-        data = ["--hr", str(hr_dir), "--lr", str(lr_dir)]
-
-        def cmd(side: str, run: Path) -> list[str]:
-            if side == "srbench":
-                return [*SRBENCH, "eval", *model, *data, "--results", str(run / "results"), "--save-sr",
-                        str(run / "sr"), "--json", str(run / "record.json")]
-            ssim = ["--ssim"] if side == "official --ssim" else []
-            return [*OFFICIAL, *model, *data, "--save", str(run / "sr"), "--json", str(run / "official.json"), *ssim]
-
-        sides = ["srbench", "official --ssim", "official"]
-        walls: dict[str, list[float]] = {side: [] for side in sides}
-        for i in range(rounds):
-            order = sides[i % len(sides):] + sides[: i % len(sides)]  # each round starts with another side
-            for side in order:
-                walls[side].append(timed(cmd(side, root / f"round{i}" / side.replace(" --", "-"))))
-        last = root / f"round{rounds - 1}"
-        ours = srbench_rows(last / "srbench" / "record.json")
-        agreement = check_agreement(ours, official_rows(last / "official-ssim" / "official.json"),
-                                    ("psnr_rgb", "ssim_rgb"))
-        same, compared = identical_pngs(last / "srbench" / "sr", last / "official-ssim" / "sr")
-        record = json.loads((last / "srbench" / "record.json").read_text())
-        floor = startup_floor()
-    best = {side: min(times) for side, times in walls.items()}
-    print(f"\n== pipeline: near-free x4 model, {images} B100 images (LR pre-made), SR PNGs saved, "
-          f"{threads} torch thread(s) each side; wall of a fresh process, min of {rounds} rounds (first side rotating)")
-    for side in sides:
-        print(f"  {side:16s} {best[side]:7.2f} s   rounds: {' '.join(f'{t:.2f}' for t in walls[side])}")
-    print(f"  srbench: exec {record['exec']['label']}; official: {official_loop.NAME}")
-    print("  process start-up alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in floor.items()))
-    print(f"  {agreement}; SR PNGs pixel-identical: {same}/{compared}")
-    print(f"  official --ssim / srbench wall: {best['official --ssim'] / best['srbench']:.2f}x  (target >= 4x)")
-    print(f"  official (PSNR only, the harness default) / srbench wall: {best['official'] / best['srbench']:.2f}x")
-    net = {"srbench": best["srbench"] - floor["srbench --help"]}
-    net |= {side: best[side] - floor["python -c 'import torch, cv2'"] for side in sides[1:]}
-    print(f"  less each side's start-up floor: official --ssim / srbench {net['official --ssim'] / net['srbench']:.2f}x, "
-          f"official / srbench {net['official'] / net['srbench']:.2f}x")
+    with tempfile.TemporaryDirectory(prefix="bench-near-free-") as tmp:
+        weights = near_free_checkpoint(Path(tmp) / "near_free_x4.pth")
+        versus_official("pipeline: near-free x4 model (one 3x3 conv + PixelShuffle)",
+                        ["--model", NEAR_FREE_MODEL, "--weights", str(weights)], images, rounds, threads, target=4)
 
 
 # ------------------------------------------------------------------------------------------- part overhead
@@ -213,8 +162,6 @@ def metrics_part(images: int) -> None:
 
 
 def _near_free_module() -> torch.nn.Module:
-    from common import NearFreeX4
-
     with tempfile.TemporaryDirectory() as tmp:
         model = NearFreeX4()
         model.load_state_dict(torch.load(near_free_checkpoint(Path(tmp) / "w.pth"), weights_only=True))
@@ -235,6 +182,7 @@ def main() -> None:
     parser.add_argument("--metric-images", type=int, default=32, help="B100 images for the metrics part")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)  # the metrics part's BasicSR side filters with OpenCV
     os.environ.setdefault("SRBENCH_WEIGHTS", str(WEIGHTS))
     print(f"{os.cpu_count()} logical cores, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.part in ("pipeline", "all"):

@@ -129,3 +129,53 @@ def identical_pngs(ours: Path, theirs: Path) -> tuple[int, int]:
         for p in files
     )
     return same, len(files)
+
+
+def versus_official(title: str, model: list[str], images: int, rounds: int, threads: int, target: float) -> None:
+    """``srbench eval`` against the official loop in both variants (``--ssim``; PSNR only, the harness's default),
+    each a fresh process timed from outside with the same thread count, on the first ``images`` B100 images
+    (LR made before any clock, SR PNGs saved). The first side rotates every round; each side keeps its min.
+    Prints the walls, the start-up floor, the per-image agreement (exits non-zero beyond 1e-4 dB / 1e-5) and
+    the ratios. ``model`` is the ``--model``/``--weights`` arguments both CLIs take."""
+    import tempfile
+
+    from official_loop import NAME
+
+    sides = ["srbench", "official --ssim", "official"]
+    with tempfile.TemporaryDirectory(prefix="bench-official-") as tmp:
+        root = Path(tmp)
+        hr_dir, lr_dir = make_subset(DATA / "B100" / "HR", images, root / "data")
+        shared = [*model, "--threads", str(threads), "--hr", str(hr_dir), "--lr", str(lr_dir)]
+
+        def cmd(side: str, run: Path) -> list[str]:
+            if side == "srbench":
+                return [*SRBENCH, "eval", *shared, "--results", str(run / "results"), "--save-sr", str(run / "sr"),
+                        "--json", str(run / "record.json")]
+            ssim = ["--ssim"] if side == "official --ssim" else []
+            return [*OFFICIAL, *shared, "--save", str(run / "sr"), "--json", str(run / "official.json"), *ssim]
+
+        walls: dict[str, list[float]] = {side: [] for side in sides}
+        for i in range(rounds):
+            for side in sides[i % 3:] + sides[: i % 3]:
+                walls[side].append(timed(cmd(side, root / f"round{i}" / side.replace(" --", "-"))))
+        last = root / f"round{rounds - 1}"
+        agreement = check_agreement(srbench_rows(last / "srbench/record.json"),
+                                    official_rows(last / "official-ssim/official.json"), ("psnr_rgb", "ssim_rgb"))
+        same, compared = identical_pngs(last / "srbench/sr", last / "official-ssim/sr")
+        record = json.loads((last / "srbench/record.json").read_text())
+        floor = startup_floor()
+    best = {side: min(times) for side, times in walls.items()}
+    net = {side: best[side] - floor["srbench --help" if side == "srbench" else "python -c 'import torch, cv2'"]
+           for side in sides}
+    print(f"\n== {title}: {images} B100 images (LR made before the clock), SR PNGs saved, {threads} torch/OpenCV "
+          f"thread(s) each side; wall of a fresh process, min of {rounds} rounds (first side rotating)")
+    for side in sides:
+        print(f"  {side:16s} {best[side]:7.2f} s   rounds: {' '.join(f'{t:.2f}' for t in walls[side])}")
+    print(f"  srbench: exec {record['exec']['label']}, {len(record['runtime_ms']['warmup_samples'])} warm-up forwards; "
+          f"official: {NAME}, no warm-up")
+    print("  process start-up alone: " + ", ".join(f"{k} {v:.2f} s" for k, v in floor.items()))
+    print(f"  {agreement}; SR PNGs pixel-identical: {same}/{compared}")
+    print(f"  official --ssim / srbench wall: {best['official --ssim'] / best['srbench']:.2f}x  (target >= {target:g}x)")
+    print(f"  official (PSNR only, the harness default) / srbench wall: {best['official'] / best['srbench']:.2f}x")
+    print(f"  less each side's start-up floor: official --ssim / srbench {net['official --ssim'] / net['srbench']:.2f}x"
+          f", official / srbench {net['official'] / net['srbench']:.2f}x")

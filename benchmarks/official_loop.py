@@ -237,10 +237,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, required=True, help="per-image PSNR/SSIM/forward ms, loop wall")
     parser.add_argument("--ssim", action="store_true", help="also SSIM, as the harness's --ssim")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, help="torch threads (default: torch's, as the harness)")
+    parser.add_argument("--threads", type=int, help="torch and OpenCV threads (default: theirs, as the harness)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+        cv2.setNumThreads(args.threads)
     from sr_bench.models import resolve_model
 
     device = torch.device(args.device)
