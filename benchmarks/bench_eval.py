@@ -11,7 +11,9 @@ within 1e-4 dB / 1e-5 (else the script fails), and the SR PNGs are compared pixe
 
 Part ``overhead`` (what the loop costs beyond the model): LGVAN on the first ``--lgvan-images`` B100 images (LR
 generated, cold cache, SR PNGs saved), in process. Each round runs ``evaluate()`` and, in turn with it, the same
-forwards alone (same prepared model, same inputs, same warm-up count, no decode/score/save threads beside them):
+forwards alone (same prepared model, same inputs, evaluate()'s warm-up count, no decode/score/save threads beside
+them; when evaluate() settled on another warm-up count than the alone run used, its warm-ups are priced at the mean
+warm-up time alone):
 
     (wall - sum of forwards timed inside the loop) / wall    -- forwards timed while the threads run beside them
     wall / sum of the same forwards alone                    -- the honest cost of the loop around the model
@@ -55,16 +57,18 @@ def pipeline_part(images: int, rounds: int, threads: int) -> None:
 # ------------------------------------------------------------------------------------------- part overhead
 
 
-def _alone_ms(model, inputs: list[torch.Tensor], warmups: int, threads: int) -> float:
-    """Sum of the same forwards evaluate() ran (its warm-up count on the first shape, then one per image),
-    timed with nothing else running in this process."""
+def _alone(model, inputs: list[torch.Tensor], warmups: int, threads: int) -> tuple[list[float], list[float]]:
+    """The forwards evaluate() runs (warm-up forwards on the first shape, then one per image), each timed (ms) with
+    nothing else running in this process: (warm-up times, per-image times)."""
     from sr_bench.timing import pinned_threads, time_call
 
-    total = 0.0
     with pinned_threads(threads), torch.inference_mode():
-        for x in [inputs[0]] * warmups + inputs:
-            total += time_call(lambda: model(x), CPU)[1]
-    return total
+        warm = [time_call(lambda: model(inputs[0]), CPU)[1] for _ in range(warmups)]
+        return warm, [time_call(lambda: model(x), CPU)[1] for x in inputs]
+
+
+def _warmups(result: dict) -> int:
+    return len(result["record"]["runtime_ms"]["warmup_samples"])
 
 
 def overhead_part(name: str, images: int, rounds: int, threads: int) -> None:
@@ -92,25 +96,24 @@ def overhead_part(name: str, images: int, rounds: int, threads: int) -> None:
                 record = evaluate(loaded, dataset, CPU, options, prepared=prepared).record
                 return {"wall": (time.perf_counter() - start) * 1e3, "record": record}
 
-            if i % 2 == 0:
+            if i % 2 == 0:  # evaluate() first; the forwards alone repeat its warm-up count
                 result = loop()
-                alone = _alone_ms(prepared.model, inputs, len(result["record"]["runtime_ms"]["warmup_samples"]),
-                                  threads)
-            else:  # the warm-up count is evaluate()'s own; the previous round's is the best guess before it runs
-                alone = _alone_ms(prepared.model, inputs, len(rows[-1]["record"]["runtime_ms"]["warmup_samples"]),
-                                  threads)
+                warm, per_image = _alone(prepared.model, inputs, _warmups(result), threads)
+            else:  # alone first, with round 0's warm-up count (evaluate() settles its own as it goes)
+                warm, per_image = _alone(prepared.model, inputs, _warmups(rows[0]), threads)
                 result = loop()
             runtime = result["record"]["runtime_ms"]
             result["inside"] = sum(runtime["samples"]) + sum(runtime["warmup_samples"])
-            result["alone"] = alone
+            # the same forwards as inside: when evaluate() settled on another warm-up count, at the mean warm-up time
+            result["alone"] = sum(per_image) + sum(warm) / len(warm) * _warmups(result) if warm else sum(per_image)
             rows.append(result)
     record = rows[-1]["record"]
     print(f"\n== overhead: {name} on {len(record['images'])} B100 images, CPU, {threads} torch thread(s), exec "
           f"{record['exec']['label']} (set-up {setup_ms:.0f} ms, before the clock), LR generated (cold cache), "
           f"SR PNGs saved; {rounds} rounds, evaluate() and the forwards alone in turn")
     for i, r in enumerate(rows):
-        print(f"  round {i}: wall {r['wall']:.0f} ms, forwards inside {r['inside']:.0f} ms, "
-              f"same forwards alone {r['alone']:.0f} ms")
+        print(f"  round {i}: wall {r['wall']:.0f} ms, forwards inside {r['inside']:.0f} ms ({_warmups(r)} of them "
+              f"warm-up), the same forwards alone {r['alone']:.0f} ms")
     best = min(rows, key=lambda r: r["wall"] / r["alone"])
     print(f"  (wall - forwards inside) / wall = {(best['wall'] - best['inside']) / best['wall']:.1%}  (target <= 5%)")
     print(f"  wall / forwards alone = {best['wall'] / best['alone']:.3f}  "
