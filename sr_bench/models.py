@@ -88,6 +88,8 @@ def resolve_model(
     if is_user_model(name_or_path):
         spec = user_model_spec(name_or_path, scale, data_range, kwargs)
     else:
+        if name_or_path.endswith(".py"):
+            raise _file_without_class(name_or_path)
         if kwargs:
             raise ModelSpecError("--model-args applies to user models (file.py:Class) only")
         spec = get_spec(name_or_path)
@@ -223,10 +225,21 @@ def _init_params(cls: type) -> set[str]:
 def _import_class(target: str) -> type:
     file_part, _, class_name = target.rpartition(":")
     path = Path(file_part).expanduser()
-    if not path.is_file():
-        raise UnknownModelError(f"model file not found: {path} (expected --model path/to/file.py:ClassName)")
     if not class_name.isidentifier():
         raise UnknownModelError(f"{class_name!r} is not a class name (expected --model path/to/file.py:ClassName)")
+    module = _import_file(path)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise UnknownModelError(f"{path} has no class {class_name!r} ({_classes_hint(module)})")
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        raise UnknownModelError(f"{path}:{class_name} is not a torch.nn.Module subclass")
+    return cls
+
+
+def _import_file(path: Path) -> object:
+    """Run a user's model file as a module (it is their code; its failures are named as theirs)."""
+    if not path.is_file():
+        raise UnknownModelError(f"model file not found: {path} (expected --model path/to/file.py:ClassName)")
     module_name = f"srbench_user_{abs(hash(path.resolve()))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -238,14 +251,18 @@ def _import_class(target: str) -> type:
     except Exception as exc:  # the user's file is arbitrary code with arbitrary failures
         sys.modules.pop(module_name, None)
         raise UnknownModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        found = sorted(n for n, o in vars(module).items() if inspect.isclass(o) and issubclass(o, nn.Module))
-        hint = f"classes there: {', '.join(found)}" if found else "it defines no nn.Module class"
-        raise UnknownModelError(f"{path} has no class {class_name!r} ({hint})")
-    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
-        raise UnknownModelError(f"{path}:{class_name} is not a torch.nn.Module subclass")
-    return cls
+    return module
+
+
+def _classes_hint(module: object) -> str:
+    found = sorted(n for n, o in vars(module).items() if inspect.isclass(o) and issubclass(o, nn.Module))
+    return f"classes there: {', '.join(found)}" if found else "it defines no nn.Module class"
+
+
+def _file_without_class(target: str) -> UnknownModelError:
+    """``--model net.py`` (no ``:Class``): say to add the class, naming the ones the file defines."""
+    module = _import_file(Path(target).expanduser())
+    return UnknownModelError(f"--model {target} names a file but no class: add ':ClassName' ({_classes_hint(module)})")
 
 
 def check_output_shape(output: torch.Tensor, lr_shape: tuple[int, ...], scale: int, name: str) -> None:
@@ -256,45 +273,6 @@ def check_output_shape(output: torch.Tensor, lr_shape: tuple[int, ...], scale: i
             f"{name} returned shape {tuple(output.shape)} for input {tuple(lr_shape)}; expected {expected} "
             f"at x{scale} — check --scale"
         )
-
-
-def catalogue(names: list[str] | None = None) -> list[dict]:
-    """One row per (model, scale): what the zoo knows and what is on disk, for listings.
-
-    ``status`` is ``verified`` (official hash matches), ``mismatch`` (a file with another hash),
-    ``found`` (a file, but no official hash to compare with) or ``missing``.
-    """
-    from sr_bench.zoo import list_models
-
-    rows = []
-    for name in names or list_models():
-        spec = get_spec(name)
-        for scale in spec.scales:
-            ckpt = spec.checkpoint(scale)
-            status = checkpoint_io.checkpoint_status(ckpt)
-            rows.append(
-                {
-                    "model": spec.name,
-                    "scale": scale,
-                    "params": spec.param_counts.get(scale),
-                    "data_range": spec.data_range,
-                    "file": ckpt.file if ckpt else None,
-                    "url": checkpoint_io.download_url(ckpt) if ckpt else None,
-                    "expected_sha256": ckpt.sha256 if ckpt else None,
-                    "path": str(status.path) if status.path else None,
-                    "sha256": status.sha256,
-                    "status": _status_word(status),
-                    "note": ckpt.note if ckpt else None,
-                    "description": spec.description,
-                }
-            )
-    return rows
-
-
-def _status_word(status: checkpoint_io.CheckpointStatus) -> str:
-    if status.path is None:
-        return "missing"
-    return {True: "verified", False: "mismatch", None: "found"}[status.verified]
 
 
 def verify_checkpoint(name: str, scale: int) -> dict:
@@ -314,9 +292,9 @@ def verify_checkpoint(name: str, scale: int) -> dict:
     try:
         loaded = resolve_model(name, scale=scale, weights=path)
     except CheckpointError as exc:
-        row.update(status=_status_word(checkpoint_io.checkpoint_status(ckpt, path)), problem=str(exc))
+        row.update(status=checkpoint_io.status_word(checkpoint_io.checkpoint_status(ckpt, path)), problem=str(exc))
         return row
     info = loaded.checkpoint
-    row.update(status=_status_word(checkpoint_io.CheckpointStatus(info.path, info.sha256, info.verified)), loads=True,
+    row.update(status=checkpoint_io.status_word(checkpoint_io.CheckpointStatus(info.path, info.sha256, info.verified)), loads=True,
                problem=loaded.warnings[0] if loaded.warnings else None)
     return row

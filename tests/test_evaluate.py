@@ -15,7 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from set5_references import GOLDEN, KEYS, misses
+from conftest import require_dataset, set5_quality_refs
+from set5_references import KEYS, misses
 from sr_bench import evaluate as ev
 from sr_bench.datasets import custom_dataset, resolve_dataset
 from sr_bench.errors import DatasetError, DeviceError, ModelSpecError, ResultsError, UsageError
@@ -107,12 +108,12 @@ def _set5(name: str, data_dir: Path, weights_dir: Path, results: Path) -> ev.Eva
 
 def _assert_official(record: dict) -> None:
     """All four metrics of every image and of the mean within 1e-4 dB / 1e-5 of the official pipeline."""
-    _, _, per_image, means = GOLDEN[record["model"]]
-    assert [r["name"] for r in record["images"]] == list(per_image)
+    refs = set5_quality_refs()[record["model"]]
+    assert [r["name"] for r in record["images"]] == [name for name in refs if name != "mean"]
     for row in record["images"]:
-        expected = per_image[row["name"]][2:]
+        expected = refs[row["name"]]
         assert not misses(row, expected), f"{row['name']}: (got, expected) {misses(row, expected)}"
-    assert not misses(record["mean"], means), f"mean: (got, expected) {misses(record['mean'], means)}"
+    assert not misses(record["mean"], refs["mean"]), f"mean: (got, expected) {misses(record['mean'], refs['mean'])}"
 
 
 @pytest.fixture(scope="module")
@@ -162,6 +163,7 @@ def test_record_and_jsonl_are_in_the_results_store(rfdn_set5: ev.EvalResult) -> 
 
 
 def test_generated_lr_protocols_and_saved_sr(tmp_path: Path, data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14")
     ds = resolve_dataset("set14", data_dir, 4)
     loaded = _loaded()
     official = evaluate(loaded, ds, CPU, _options(tmp_path, limit=2, protocol="ntire2023", save_sr=tmp_path / "sr"))
@@ -340,8 +342,8 @@ def test_tiled_run_is_recorded_and_matches_untiled(tmp_path: Path, data_dir: Pat
 # ----------------------------------------------------------------------------------- several models / usage
 
 
-def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      no_builtin_weights: None) -> None:
     only_rfdn = tmp_path / "w"
     only_rfdn.mkdir()
     os.symlink(weights_dir / "team00_rfdn.pth", only_rfdn / "team00_rfdn.pth")
@@ -354,7 +356,6 @@ def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_di
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"datasets": []}, r"--dataset NAME"),
         ({"datasets": [], "lr_dir": Path("x")}, r"--lr needs --hr"),
         ({"models": ["rfdn", "lgvan"], "weights": Path("w.pth")}, r"--weights applies to one model"),
     ],
