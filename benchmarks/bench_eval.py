@@ -73,7 +73,8 @@ def _warmups(result: dict) -> int:
 
 def overhead_part(name: str, images: int, rounds: int, threads: int) -> None:
     from sr_bench.datasets import load_pair, lr_cache_dir, resolve_dataset
-    from sr_bench.evaluate import EvalOptions, evaluate, prepare_run
+    from sr_bench.eval_config import EvalOptions
+    from sr_bench.evaluate import evaluate, prepare_run
     from sr_bench.images import to_input
     from sr_bench.models import resolve_model
 

@@ -21,7 +21,7 @@ from conftest import REPO, TEST_DATA, set5_quality_refs
 from sr_bench import checkpoint_files, paths
 from sr_bench.cli.app import app
 from sr_bench.datasets import check_pairs, custom_dataset, dataset_status, resolve_dataset
-from sr_bench.errors import DatasetError, DownloadError, UnknownModelError
+from sr_bench.errors import DatasetError, UnknownModelError
 from sr_bench.models import resolve_model
 from sr_bench.results import write_record
 from sr_bench.zoo import ModelSpec, get_spec, registry
@@ -262,3 +262,11 @@ def test_lr_generation_notice_once_per_dataset_not_per_model(bare: Path, tmp_pat
     assert result.exit_code == 0, result.output
     assert result.stderr.count("LR is generated") == 1, result.stderr
     assert "rfdn x4 on custom" in result.stdout and "lgvan x4 on custom" in result.stdout
+
+
+def test_profile_shows_the_builtin_checkpoint_verified(bare: Path, tmp_path: Path) -> None:
+    result = run("profile", "--model", "rfdn", "--size", "32", "--no-runtime", "--results", tmp_path, width=200)
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "Checkpoint" in line)
+    assert "built-in (verified)" in row and str(paths.builtin_weights_dir() / RFDN_FILE) in row
+    assert "random weights" not in result.stderr
