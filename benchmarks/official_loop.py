@@ -98,7 +98,13 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
     return img[: h - h % scale, : w - w % scale]
 
 
+def _same_shape(img1: np.ndarray, img2: np.ndarray) -> None:
+    if img1.shape != img2.shape:
+        raise ValueError(f"Input images must have the same dimensions: {img1.shape} vs {img2.shape}")
+
+
 def calculate_psnr(img1: np.ndarray, img2: np.ndarray, border: int) -> float:
+    _same_shape(img1, img2)
     h, w = img1.shape[:2]
     a = img1[border:h - border, border:w - border].astype(np.float64)
     b = img2[border:h - border, border:w - border].astype(np.float64)
@@ -127,6 +133,7 @@ def _ssim(img1: np.ndarray, img2: np.ndarray) -> float:
 
 def calculate_ssim(img1: np.ndarray, img2: np.ndarray, border: int) -> float:
     """KAIR's ``calculate_ssim`` on an RGB image: SSIM of the whole 3-channel image, computed three times."""
+    _same_shape(img1, img2)
     h, w = img1.shape[:2]
     a, b = img1[border:h - border, border:w - border], img2[border:h - border, border:w - border]
     if a.ndim == 2:
