@@ -33,6 +33,7 @@ from sr_bench.datasets import (
     resolve_dataset,
 )
 from sr_bench.errors import DatasetError, DownloadError
+from sr_bench.imresize import imresize
 
 SET5 = ("baby", "bird", "butterfly", "head", "woman")
 
@@ -244,6 +245,7 @@ def test_unusual_png_modes_load_as_8bit_rgb(tmp_path: Path, kind: str) -> None:
     lr, hr = load_pair(ds.pairs[0], 4, tmp_path / "cache")
     assert hr.dtype == lr.dtype == np.uint8 and hr.shape == (36, 44, 3) and lr.shape == (9, 11, 3)
     assert checked[0].lr_size == lr.shape[:2]
+    assert np.array_equal(lr, imresize(hr, 1 / 4))  # generated from the decoded 8-bit HR, every value
 
 
 def test_generated_lr_is_cached_reused_and_invalidated(tmp_path: Path, set5: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -254,8 +256,9 @@ def test_generated_lr_is_cached_reused_and_invalidated(tmp_path: Path, set5: Pat
     cache = tmp_path / "cache"
     lr, hr = load_pair(pair, 4, cache)
     shipped = np.asarray(Image.open(set5 / "LR_bicubic/X4/birdx4.png").convert("RGB"))
-    assert lr.shape == shipped.shape and np.mean(lr == shipped) > 0.99
-    assert len(list(cache.rglob("*.png"))) == 1
+    assert np.array_equal(lr, shipped)  # exact: one value off is a bug (e.g. half-to-even rounding)
+    (entry,) = cache.rglob("*.png")
+    assert np.array_equal(np.asarray(Image.open(entry).convert("RGB")), shipped)  # the cache file too
 
     import sr_bench.imresize
 
@@ -269,7 +272,7 @@ def test_generated_lr_is_cached_reused_and_invalidated(tmp_path: Path, set5: Pat
 
     Image.fromarray(255 - hr).save(hr_dir / "bird.png")  # an edited HR must not reuse the old LR
     changed, _ = load_pair(pair, 4, cache)
-    assert not np.array_equal(changed, lr) and len(list(cache.rglob("*.png"))) == 2
+    assert np.array_equal(changed, imresize(255 - hr, 1 / 4)) and len(list(cache.rglob("*.png"))) == 2
 
 
 # --------------------------------------------------------------------------------------------------- pull

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from conftest import require_dataset
-
+from conftest import require_dataset, set5_quality_refs
+from set5_references import KEYS, misses
 from sr_bench import evaluate as ev
 from sr_bench import pipeline, tiling
 from sr_bench.datasets import custom_dataset, load_pair, lr_cache_dir, resolve_dataset
@@ -24,6 +24,7 @@ from sr_bench.errors import DatasetError, DeviceError, ModelSpecError, ResultsEr
 from sr_bench.eval_all import available_models, evaluate_all
 from sr_bench.eval_config import EvalConfig, EvalOptions
 from sr_bench.evaluate import EvalEvent, evaluate
+from sr_bench.files import sha256_file
 from sr_bench.images import read_rgb_u8, to_input, to_uint8
 from sr_bench.models import CheckpointInfo, LoadedModel
 from sr_bench.results import load_records
@@ -32,9 +33,6 @@ from sr_bench.timing import pinned_threads
 from sr_bench.zoo import ModelSpec
 
 CPU = torch.device("cpu")
-RFDN_SET5_MEAN_PSNR_RGB = 30.2543823441  # tests/data/quality_refs.md, official pipeline, one thread
-RFDN_SET5_PSNR_RGB = {"baby": 32.2518554268, "bird": 32.7004531000, "butterfly": 27.2228789473,
-                      "head": 29.9213354258, "woman": 29.1753888207}
 
 
 class Bicubicish(nn.Module):
@@ -98,27 +96,43 @@ def test_tiled_forward_equals_untiled_when_overlap_covers_the_receptive_field() 
     assert (seams - full).abs().max() > 1e-4  # without overlap the seams differ: the check above is meaningful
 
 
-# ------------------------------------------------------------------------------------------ Set5 with RFDN
+# ------------------------------------------------------------------------------ Set5 against the official numbers
 
 
-@pytest.fixture(scope="module")
-def rfdn_set5(data_dir: Path, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ev.EvalResult:
+def _set5(name: str, data_dir: Path, weights_dir: Path, results: Path) -> ev.EvalResult:
+    """``evaluate_all`` on Set5 with the shipped LR, eager fp32 and one thread, as the references were made."""
     mp = pytest.MonkeyPatch()
     mp.setenv("SRBENCH_WEIGHTS", str(weights_dir))
     try:
-        results = tmp_path_factory.mktemp("rfdn")
         options = EvalOptions(results_dir=results, exec="eager", threads=1)
-        (result,) = evaluate_all(EvalConfig(options, data_dir, models=["rfdn"], datasets=["set5"], device="cpu"))
+        (result,) = evaluate_all(EvalConfig(options, data_dir, models=[name], datasets=["set5"], device="cpu"))
     finally:
         mp.undo()
     return result
 
 
-def test_set5_rfdn_matches_the_official_pipeline(rfdn_set5: ev.EvalResult) -> None:
-    record = rfdn_set5.record
-    assert abs(record["mean"]["psnr_rgb"] - RFDN_SET5_MEAN_PSNR_RGB) < 1e-4
+def _assert_official(record: dict) -> None:
+    """All four metrics of every image and of the mean within 1e-4 dB / 1e-5 of the official pipeline."""
+    refs = set5_quality_refs()[record["model"]]
+    assert [r["name"] for r in record["images"]] == [name for name in refs if name != "mean"]
     for row in record["images"]:
-        assert abs(row["psnr_rgb"] - RFDN_SET5_PSNR_RGB[row["name"]]) < 1e-3
+        expected = refs[row["name"]]
+        assert not misses(row, expected), f"{row['name']}: (got, expected) {misses(row, expected)}"
+    assert not misses(record["mean"], refs["mean"]), f"mean: (got, expected) {misses(record['mean'], refs['mean'])}"
+
+
+@pytest.fixture(scope="module")
+def rfdn_set5(data_dir: Path, weights_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> ev.EvalResult:
+    return _set5("rfdn", data_dir, weights_dir, tmp_path_factory.mktemp("rfdn"))
+
+
+def test_set5_rfdn_matches_the_official_pipeline(rfdn_set5: ev.EvalResult) -> None:
+    _assert_official(rfdn_set5.record)
+
+
+@pytest.mark.slow
+def test_set5_lgvan_matches_the_official_pipeline(data_dir: Path, weights_dir: Path, tmp_path: Path) -> None:
+    _assert_official(_set5("lgvan", data_dir, weights_dir, tmp_path).record)
 
 
 def test_eval_record_keeps_the_public_field_names(rfdn_set5: ev.EvalResult) -> None:
@@ -169,6 +183,22 @@ def test_generated_lr_protocols_and_saved_sr(tmp_path: Path, data_dir: Path) -> 
     robust = evaluate(loaded, ds, CPU, _options(tmp_path, limit=2)).record
     assert robust["runtime_ms"]["warmup_samples"] and robust["protocol"] == "robust"
     assert [r["psnr_rgb"] for r in robust["images"]] == [r["psnr_rgb"] for r in rec["images"]]
+
+
+def test_generated_lr_equals_the_shipped_lr_exactly(tmp_path: Path, data_dir: Path) -> None:
+    """Set5's HR without its LR: every value of the LR the loop generates (and caches) is the shipped one's, so
+    every per-image metric equals the shipped-LR run's exactly."""
+    hr_dir = tmp_path / "hr"
+    shutil.copytree(data_dir / "Set5/HR", hr_dir)
+    generated = evaluate(_loaded(), custom_dataset(hr_dir, None, 4), CPU, _options(tmp_path / "gen")).record
+    shipped = evaluate(_loaded(), resolve_dataset("set5", data_dir, 4), CPU, _options(tmp_path / "ship")).record
+    assert generated["data"]["lr_source"] == "generated" and shipped["data"]["lr_source"] == "files"
+    cache = lr_cache_dir(tmp_path / "gen/results") / "x4"
+    for row in generated["images"]:
+        cached = read_rgb_u8(cache / f"{sha256_file(hr_dir / (row['name'] + '.png'))}.png")
+        assert np.array_equal(cached, read_rgb_u8(data_dir / f"Set5/LR_bicubic/X4/{row['name']}x4.png")), row["name"]
+    assert [{k: r[k] for k in KEYS} for r in generated["images"]] == \
+        [{k: r[k] for k in KEYS} for r in shipped["images"]]
 
 
 def test_progress_events_carry_the_running_mean(tmp_path: Path, data_dir: Path) -> None:
