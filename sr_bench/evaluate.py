@@ -88,7 +88,7 @@ def prepare_run(loaded: LoadedModel, device: torch.device, options: EvalOptions)
     """Resolve ``options.exec`` for this model and device (named protocols force eager fp32) and apply it."""
     mode, probe = resolve_exec(parse_exec(options.exec), loaded.module, device, protocol=options.protocol,
                                threads=options.threads, data_range=loaded.data_range)
-    return PreparedRun(mode, probe, prepare(loaded.module, mode, device))
+    return PreparedRun(mode, probe, prepare(loaded.module, mode, device, loaded.name))
 
 
 @dataclass
