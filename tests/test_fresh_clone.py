@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import REPO, TEST_DATA, set5_quality_refs
+from conftest import REPO, TEST_DATA, require_file, set5_quality_refs
 from sr_bench import checkpoint_files, paths
 from sr_bench.cli.app import app
 from sr_bench.datasets import check_pairs, custom_dataset, dataset_status, resolve_dataset
@@ -62,15 +62,17 @@ def test_shipped_checkpoints_are_the_official_files() -> None:
         assert status.verified is True and status.builtin
 
 
-def test_golden_transcriptions_match_the_shipped_references() -> None:
-    """tests/data/quality_refs.md (a copy of the spec) holds what the golden tests assert."""
-    from test_quality_golden import GOLDEN
-
+def test_shipped_references_are_complete_and_equal_the_spec() -> None:
+    """tests/data holds copies of the spec's golden facts: complete, and (where the specs are found) identical."""
     refs = set5_quality_refs()
-    for model, (_, _, images, means) in GOLDEN.items():
-        for image, (_, _, *values) in images.items():
-            assert list(refs[model][image].values()) == values, (model, image)
-        assert tuple(refs[model]["mean"].values()) == means
+    assert {m: sorted(r) for m, r in refs.items()} == {
+        m: sorted(["baby", "bird", "butterfly", "head", "woman", "mean"]) for m in ("lgvan", "rfdn")
+    }
+    assert all(len(values) == 4 for rows in refs.values() for values in rows.values())
+    specs = Path(os.environ.get("SRBENCH_SPECS") or REPO.parent / "shared" / "specs")
+    for name in ("quality_refs.md", "results_2023_lgvan.txt"):
+        spec = require_file(specs / name)
+        assert (TEST_DATA / name).read_bytes() == spec.read_bytes(), name
 
 
 # ------------------------------------------------------------------------------------- built-in weights
