@@ -1,15 +1,19 @@
 """Image files and the uint8 <-> tensor conversions of the official NTIRE ESR pipeline.
 
-The official harness reads with OpenCV (``cv2.imread`` then BGR->RGB, grayscale -> three equal channels), feeds
-``uint8 / (255 / data_range)`` as float32, and turns the output back into uint8 with
+The official harness reads with OpenCV (``cv2.imread(path, IMREAD_UNCHANGED)`` then BGR->RGB, grayscale -> three
+equal channels), feeds ``uint8 / (255 / data_range)`` as float32, and turns the output back into uint8 with
 ``np.uint8((clamp(sr, 0, data_range) * 255.0 / data_range).round())`` on float32 numpy. srbench reads with Pillow
-(no OpenCV dependency) and reproduces those values bit for bit:
+(no OpenCV dependency) and reproduces those values bit for bit for 8-bit files:
 
 * 8-bit gray, RGB, RGBA, gray+alpha, palette: alpha dropped without compositing, palette expanded, gray
   replicated -- what OpenCV's PNG reader gives with ``IMREAD_COLOR`` (libpng ``strip_alpha``, ``palette_to_rgb``,
   ``gray_to_rgb``).
-* 16-bit PNG: reduced to 8 bits by keeping the high byte (``v >> 8``), as OpenCV does with ``IMREAD_COLOR``
-  (libpng ``png_set_strip_16``), not ``round(v / 257)``; the two differ for about half of the high values.
+* 16-bit PNG: **a deliberate deviation.** The official reader keeps the uint16 values (``IMREAD_UNCHANGED``) and
+  then divides them by 255 like 8-bit ones, feeding the model values up to 257 times too large and scoring
+  against a uint16 HR: its numbers for such a file are meaningless. srbench reduces to 8 bits by keeping the
+  high byte (``v >> 8``), as OpenCV's ``IMREAD_COLOR`` does (libpng ``png_set_strip_16``), not
+  ``round(v / 257)`` (the two differ for about half of the high values). ``is_sixteen_bit`` tells callers, so an
+  evaluation warns once per dataset that met one.
 * EXIF orientation is ignored, as the official ``IMREAD_UNCHANGED`` read ignores it.
 
 Example::
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +38,11 @@ from sr_bench.errors import DatasetError
 from sr_bench.results import atomic_write_bytes
 
 _SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L"}
+READ_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)  # what a bad file raises in Pillow
+
+# srbench decides itself what is too large: above Pillow's hard limit a file is a bad image (``read_failure``),
+# below it the memory check (``memcheck``) decides. Pillow's softer warning band would only leak a stray line.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 def read_rgb_u8(path: str | os.PathLike[str]) -> np.ndarray:
@@ -45,9 +55,27 @@ def read_rgb_u8(path: str | os.PathLike[str]) -> np.ndarray:
         with Image.open(path) as im:
             im.load()
             return _to_rgb_u8(im, path)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise DatasetError(f"cannot read image {path}: {reason}; replace or re-download the file") from exc
+    except READ_ERRORS as exc:
+        raise DatasetError(f"cannot read image {path}: {read_failure(exc)}; replace or re-download the file") from exc
+
+
+def read_failure(exc: BaseException) -> str:
+    """Why Pillow could not open or decode a file, in words (the middle of a 'cannot read image' line).
+
+    A decompression bomb (more pixels than twice ``Image.MAX_IMAGE_PIXELS``, about 179 megapixels by default)
+    is named as one: it is a bad image, skippable with ``--skip-bad``, not a failure of srbench.
+    """
+    if isinstance(exc, Image.DecompressionBombError):  # Pillow: "Image size (N pixels) exceeds limit of M pixels, ..."
+        return f"a possible decompression bomb: {str(exc).split(', could')[0].replace('Image size', 'its size')}"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+def is_sixteen_bit(im: Image.Image) -> bool:
+    """Whether an opened, not yet loaded, image stores 16 bits per sample (gray, gray+alpha, RGB or RGBA PNG)."""
+    if im.mode in _SIXTEEN_BIT_GRAY:
+        return True
+    raw = [t.args if isinstance(t.args, str) else (t.args or ("",))[0] for t in im.tile]
+    return any(isinstance(r, str) and ";16" in r for r in raw)
 
 
 def _to_rgb_u8(im: Image.Image, path: Path) -> np.ndarray:

@@ -132,6 +132,8 @@ def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, warni
     raw = checkpoint_io.read_checkpoint(path)
     state = checkpoint_io.unwrap_state_dict(raw, key=key, source=str(path))
     checkpoint_io.load_strict(module, state, source=str(path), model_name=f"{spec.name} x{scale}")
+    if (bad_weights := checkpoint_io.non_finite_warning(state, str(path))) is not None:
+        warnings.append(bad_weights)
     digest = checkpoint_io.sha256_file(path)
     verified = None
     if ckpt_spec is not None and ckpt_spec.sha256 is not None:

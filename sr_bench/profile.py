@@ -18,6 +18,7 @@ from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
 from sr_bench.errors import UsageError
 from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec
+from sr_bench.memcheck import MemoryEstimator, check_profile_fits
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import stamp
 from sr_bench.timing import RuntimeSpec, get_protocol, measure_runtime, out_of_memory_error, pinned_threads
@@ -73,6 +74,7 @@ def run_profile(
     shape = (request.batch, 3, *request.size)
     model, device = loaded.module, request.device
     _check_shape(loaded, device)
+    check_profile_fits(MemoryEstimator(model), shape, device, model=loaded.name)  # before any forward at full size
 
     mode, probe = resolve_exec(
         request.exec_request, model, device, protocol=protocol.name, threads=request.threads,
