@@ -35,12 +35,14 @@ from types import MappingProxyType
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from sr_bench import paths
 from sr_bench.errors import DatasetError, DownloadError, ResultsError
-from sr_bench.files import download, sha256_file
+from sr_bench.files import download, missing_dirs, remove_empty_dirs, sha256_file
 
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 LR_CACHE_VERSION = 1  # bump when generated LR would change (imresize fix), so old cache entries are not reused
 DATA_URL_ENV = "SRBENCH_DATA_URL"  # overrides the base URL of every archive (mirrors, tests)
+BUILTIN_SETS = ("set5",)  # shipped under sr_bench/assets/data; used when the data root has no copy
 
 ProgressFn = Callable[[str, int, "int | None"], None]  # (label, done, total) for long work such as downloads
 
@@ -138,11 +140,14 @@ class DatasetStatus:
     hr_dir: Path | None
     lr_dir: Path | None  # None with found > 0: LR will be generated
     error: str | None = None  # why a present set cannot be used (e.g. an LR file missing)
+    builtin: bool = False  # found in srbench's own copy, not under the data root
 
     @property
     def state(self) -> str:
         if self.hr_dir is None:
             return "missing"
+        if self.builtin:
+            return "built-in"
         if self.error:
             return "broken"
         if self.spec.count is not None and self.found != self.spec.count:
@@ -241,7 +246,7 @@ def _unknown_message(name: str, data_root: Path | None) -> str:
     msg = f"unknown dataset {name!r}; known: {known}"
     if data_root is not None:
         present = [s.name for s in _SPECS if _find_layout(s, data_root, 4)[0] is not None]
-        msg += f"; present under {data_root}: {', '.join(present) or 'none'}"
+        msg += f"; present under {data_root}: {', '.join(present) or 'none'}; built-in: {', '.join(BUILTIN_SETS)}"
     return msg + " (or use --hr DIR [--lr DIR])"
 
 
@@ -278,6 +283,15 @@ def _find_layout(spec: DatasetSpec, data_root: Path, scale: int) -> tuple[Path |
                 return hr, lr
         return hr, None
     return None, None
+
+
+def _find_anywhere(spec: DatasetSpec, data_root: Path, scale: int) -> tuple[Path | None, Path | None, bool]:
+    """:func:`_find_layout` under ``data_root``, else in srbench's built-in copy; the flag says which."""
+    hr, lr = _find_layout(spec, data_root, scale)
+    if hr is None and spec.name in BUILTIN_SETS:
+        hr, lr = _find_layout(spec, paths.builtin_data_root(), scale)
+        return hr, lr, hr is not None
+    return hr, lr, False
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -344,7 +358,7 @@ def locate_dataset(name: str, data_root: Path, scale: int = 4) -> tuple[DatasetS
     """Which spec a name (or alias) means under ``data_root``, and its HR and LR folders, without pairing files.
 
     Raises the unknown / not-found errors of :func:`resolve_dataset`; cheap enough to check every ``--dataset``
-    before any model is loaded.
+    before any model is loaded. A built-in set (Set5) not found under ``data_root`` comes from srbench's own copy.
     """
     key = name.lower()
     candidates = ALIASES.get(key, (key,))
@@ -352,7 +366,7 @@ def locate_dataset(name: str, data_root: Path, scale: int = 4) -> tuple[DatasetS
         raise DatasetError(_unknown_message(name, data_root))
     for candidate in candidates:
         spec = _REGISTRY[candidate]
-        hr_dir, lr_dir = _find_layout(spec, data_root, scale)
+        hr_dir, lr_dir, _ = _find_anywhere(spec, data_root, scale)
         if hr_dir is not None:
             return spec, hr_dir, lr_dir
     tried = ", ".join(dict.fromkeys(lay.hr for c in candidates for lay in _REGISTRY[c].layouts))
@@ -393,18 +407,19 @@ def custom_dataset(hr_dir: Path, lr_dir: Path | None, scale: int) -> Dataset:
 
 
 def dataset_status(data_root: Path, scale: int = 4) -> list[DatasetStatus]:
-    """Every registered set: found or missing under ``data_root``, with its image count."""
+    """Every registered set: found under ``data_root``, built-in, or missing, with its image count."""
     statuses = []
     for spec in _SPECS:
-        hr_dir, lr_dir = _find_layout(spec, data_root, scale)
+        hr_dir, lr_dir, builtin = _find_anywhere(spec, data_root, scale)
         if hr_dir is None:
             statuses.append(DatasetStatus(spec, 0, None, None))
             continue
         try:
             found = len(_pairs(hr_dir, lr_dir, scale))
-            statuses.append(DatasetStatus(spec, found, hr_dir, lr_dir))
+            statuses.append(DatasetStatus(spec, found, hr_dir, lr_dir, builtin=builtin))
         except DatasetError as exc:
-            statuses.append(DatasetStatus(spec, len(_image_files(hr_dir)), hr_dir, lr_dir, error=str(exc)))
+            statuses.append(DatasetStatus(spec, len(_image_files(hr_dir)), hr_dir, lr_dir, error=str(exc),
+                                          builtin=builtin))
     return statuses
 
 
@@ -554,18 +569,20 @@ def pull_dataset(
     scale = 4  # the archives ship x4 LR
     if not _complete(spec, data_root, scale):
         downloads = data_root / ".downloads"
+        created = missing_dirs(downloads)
         try:
             downloads.mkdir(parents=True, exist_ok=True)
             for archive in spec.archives:
-                path = _download(archive, downloads, base_url, progress)
+                path = _download(archive, downloads, base_url, progress, spec.name)
                 _unpack(archive, path, data_root)
                 path.unlink()
-            _remove_if_empty(downloads)
         except OSError as exc:  # a full disk or an unwritable data root, while downloading or unpacking
             raise DownloadError(
                 f"pulling {spec.name} into {data_root} failed: {exc.strerror or exc}; free space or fix the folder's "
                 "permissions, then pull again (an interrupted download resumes)"
             ) from None
+        finally:  # a partial download stays (it resumes); folders left empty, by success or failure, do not
+            remove_empty_dirs(created or [downloads])
     ds = resolve_dataset(spec.name, data_root, scale)
     if spec.count is not None and len(ds.pairs) != spec.count:
         raise DownloadError(
@@ -584,7 +601,7 @@ def _complete(spec: DatasetSpec, data_root: Path, scale: int) -> bool:
     return ds.lr_dir is not None and spec.count is not None and len(ds.pairs) == spec.count
 
 
-def _download(archive: Archive, folder: Path, base_url: str | None, progress: ProgressFn | None) -> Path:
+def _download(archive: Archive, folder: Path, base_url: str | None, progress: ProgressFn | None, name: str) -> Path:
     """Fetch one archive into ``folder`` (resuming a ``.part`` file) and verify it; return the final path."""
     final = folder / archive.file
     if final.is_file() and _verified(archive, final):
@@ -595,7 +612,8 @@ def _download(archive: Archive, folder: Path, base_url: str | None, progress: Pr
         part,
         functools.partial(progress, archive.file) if progress else None,
         resume=True,
-        advice="rerun 'srbench datasets pull' to resume",
+        advice=f"rerun 'srbench datasets pull {name}' to resume; without the network, put the set under a folder "
+        f"and pass --data-root DIR (or set {DATA_URL_ENV}=<mirror URL>)",
     )
     if not _verified(archive, part, digest):
         part.unlink()
@@ -664,9 +682,3 @@ def _merge_move(src: Path, dst: Path) -> None:
             dst.unlink()
         shutil.move(str(src), str(dst))
 
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass

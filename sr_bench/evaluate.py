@@ -48,6 +48,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from sr_bench import paths
 from sr_bench import weights as checkpoint_io
 from sr_bench.datasets import (
     BadImage,
@@ -84,6 +85,7 @@ from sr_bench.zoo import get_spec, list_models
 
 METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
 LOG_KIND = "eval-log"  # first line of a JSONL run log
+DEFAULT_DATASET = "set5"  # with no --dataset: built into srbench, so `srbench eval --model M` always runs
 PREFETCH_DEPTH = 2  # decoded images waiting for the model (each DIV2K pair is ~10 MB)
 WRITE_DEPTH = 8  # finished images waiting for the writer; the model only waits when the disk is far behind
 
@@ -815,7 +817,11 @@ def evaluate_all(
     if lr_dir is not None and hr_dir is None:
         raise UsageError("--lr needs --hr: give the HR folder the LR images belong to")
     if not datasets and hr_dir is None:
-        raise UsageError("say what to evaluate on: --dataset NAME[,NAME...] or --hr DIR [--lr DIR]")
+        datasets = [DEFAULT_DATASET]
+        _, hr_found, _ = locate_dataset(DEFAULT_DATASET, data_root)
+        where = "srbench's built-in copy" if hr_found.is_relative_to(paths.builtin_data_root()) else str(hr_found.parent)
+        notify(EvalEvent("notice", message=f"no --dataset given: evaluating on {DEFAULT_DATASET} ({where}); "
+                                           "pass --dataset NAME for another set"))
     for name in datasets:  # unknown or missing sets fail before any model is loaded
         locate_dataset(name, data_root)
     names = models or available_models(scale)
@@ -835,10 +841,10 @@ def evaluate_all(
             notify(EvalEvent("notice", loaded.name, message=message))
         if loaded.scale not in sets_by_scale:  # resolving + checking every pair reads every file header
             sets_by_scale[loaded.scale] = _prepare_sets(datasets, hr_dir, lr_dir, data_root, loaded.scale, options)
+            for dataset, _ in sets_by_scale[loaded.scale]:  # once per dataset, not once per model
+                for message in dataset.notices:
+                    notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         sets = sets_by_scale[loaded.scale]
-        for dataset, _ in sets:
-            for message in dataset.notices:
-                notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         run = prepare_run(loaded, torch_device, options)
         for dataset, checked in sets:
             results.append(evaluate(loaded, dataset, torch_device, options, checked=checked, prepared=run,

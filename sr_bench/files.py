@@ -16,6 +16,17 @@ from sr_bench.errors import DownloadError
 DownloadProgressFn = Callable[[int, int | None], None]  # (bytes done, total bytes or None)
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give (0644 under the usual umask 022).
+
+    ``tempfile.mkstemp`` creates files 0600; files srbench writes through a temp file and rename get this mode
+    instead, so other users and tools can read records, images and checkpoints as they would any other file.
+    """
+    umask = os.umask(0o022)  # reading the umask means setting it; put the old value straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks (checkpoints and archives can be large)."""
     return _sha256(path).hexdigest()
@@ -70,3 +81,22 @@ def download(url: str, part: Path, progress: DownloadProgressFn | None, *, resum
     if total is not None and done != total:
         raise DownloadError(f"download from {url} stopped after {done} of {total} bytes; {advice}")
     return digest.hexdigest()
+
+
+def missing_dirs(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, deepest first (what ``mkdir(parents=True)`` makes)."""
+    missing = []
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def remove_empty_dirs(folders: list[Path]) -> None:
+    """Remove the folders (deepest first) that are still empty; a folder someone filled meanwhile stays."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return

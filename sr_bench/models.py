@@ -260,45 +260,6 @@ def check_output_shape(output: torch.Tensor, lr_shape: tuple[int, ...], scale: i
         )
 
 
-def catalogue(names: list[str] | None = None) -> list[dict]:
-    """One row per (model, scale): what the zoo knows and what is on disk, for listings.
-
-    ``status`` is ``verified`` (official hash matches), ``mismatch`` (a file with another hash),
-    ``found`` (a file, but no official hash to compare with) or ``missing``.
-    """
-    from sr_bench.zoo import list_models
-
-    rows = []
-    for name in names or list_models():
-        spec = get_spec(name)
-        for scale in spec.scales:
-            ckpt = spec.checkpoint(scale)
-            status = checkpoint_io.checkpoint_status(ckpt)
-            rows.append(
-                {
-                    "model": spec.name,
-                    "scale": scale,
-                    "params": spec.param_counts.get(scale),
-                    "data_range": spec.data_range,
-                    "file": ckpt.file if ckpt else None,
-                    "url": checkpoint_io.download_url(ckpt) if ckpt else None,
-                    "expected_sha256": ckpt.sha256 if ckpt else None,
-                    "path": str(status.path) if status.path else None,
-                    "sha256": status.sha256,
-                    "status": _status_word(status),
-                    "note": ckpt.note if ckpt else None,
-                    "description": spec.description,
-                }
-            )
-    return rows
-
-
-def _status_word(status: checkpoint_io.CheckpointStatus) -> str:
-    if status.path is None:
-        return "missing"
-    return {True: "verified", False: "mismatch", None: "found"}[status.verified]
-
-
 def verify_checkpoint(name: str, scale: int) -> dict:
     """Check one model's checkpoint: the sha256 against the official one, and a strict load into the net.
 
@@ -316,9 +277,9 @@ def verify_checkpoint(name: str, scale: int) -> dict:
     try:
         loaded = resolve_model(name, scale=scale, weights=path)
     except CheckpointError as exc:
-        row.update(status=_status_word(checkpoint_io.checkpoint_status(ckpt, path)), problem=str(exc))
+        row.update(status=checkpoint_io.status_word(checkpoint_io.checkpoint_status(ckpt, path)), problem=str(exc))
         return row
     info = loaded.checkpoint
-    row.update(status=_status_word(checkpoint_io.CheckpointStatus(info.path, info.sha256, info.verified)), loads=True,
+    row.update(status=checkpoint_io.status_word(checkpoint_io.CheckpointStatus(info.path, info.sha256, info.verified)), loads=True,
                problem=loaded.warnings[0] if loaded.warnings else None)
     return row

@@ -24,6 +24,8 @@ Example::
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -223,12 +225,17 @@ def render_md(table: ChallengeTable) -> str:
 
 
 def render_csv(table: ChallengeTable) -> str:
-    """CSV of the raw (unrounded) values with the table's headers; identity columns always included."""
-    import pandas as pd
+    """CSV of the raw (unrounded) values with the table's headers; identity columns always included.
 
+    Each value is written as itself: integers stay integers (``64``, not ``64.0``, even when another row has no
+    value there), floats keep every digit (``repr``), a missing value is an empty field.
+    """
     cols = _machine_columns(table)
-    frame = pd.DataFrame([[row.get(c.key) for c in cols] for row in table.rows], columns=[c.header for c in cols])
-    return frame.to_csv(index=False)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([c.header for c in cols])
+    writer.writerows([["" if row.get(c.key) is None else row.get(c.key) for c in cols] for row in table.rows])
+    return buf.getvalue()
 
 
 def render_json(table: ChallengeTable) -> str:

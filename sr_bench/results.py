@@ -24,6 +24,7 @@ from typing import Any
 
 from sr_bench import __version__
 from sr_bench.errors import ResultsError
+from sr_bench.files import default_file_mode
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp_name, default_file_mode())  # mkstemp makes 0600; honour the umask like open() does
         os.replace(tmp_name, path)
     except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)

@@ -4,76 +4,36 @@ Checkpoints are untrusted input. Pickle-based files are read with ``torch.load(w
 refuses any object that would run code; ``.safetensors`` files hold tensors only. Nothing here ever
 unpickles with the full unpickler.
 
-Search order for a model's checkpoint (first hit wins):
-1. an explicit path (``--weights FILE``),
-2. ``$SRBENCH_WEIGHTS/<file>``,
-3. ``./weights/<file>``,
-4. the user cache (``~/.cache/srbench/weights/<file>``), where ``srbench weights pull`` puts downloads.
+Finding, listing and downloading checkpoint files (torch-free) lives in :mod:`sr_bench.checkpoint_files`;
+its names are re-exported here.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
-import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from sr_bench import paths
-from sr_bench.errors import CheckpointError, DownloadError
-from sr_bench.files import DownloadProgressFn, download, sha256_file
-from sr_bench.zoo.registry import CheckpointSpec
+from sr_bench.checkpoint_files import (  # noqa: F401  (re-exported: callers use weights.<name>)
+    URL_BASE_ENV,
+    CheckpointStatus,
+    catalogue,
+    checkpoint_status,
+    download_url,
+    find_checkpoint,
+    hash_mismatch_warning,
+    pull,
+    status_word,
+)
+from sr_bench.errors import CheckpointError
+from sr_bench.files import sha256_file  # noqa: F401  (re-exported)
 
 # Keys that wrap the real state dict, in preference order (BasicSR stores EMA weights beside the raw ones).
 WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
-URL_BASE_ENV = "SRBENCH_WEIGHTS_URL"
-
-ProgressFn = DownloadProgressFn  # (bytes done, total bytes or None)
-
-
-@dataclass(frozen=True)
-class CheckpointStatus:
-    """What is on disk for one model checkpoint, for listings and records."""
-
-    path: Path | None
-    sha256: str | None
-    verified: bool | None  # None: nothing to compare against (unknown official hash, or no file)
-
-
-def find_checkpoint(spec: CheckpointSpec | None, explicit: Path | None = None) -> Path | None:
-    """The checkpoint to use, following the search order above; ``None`` when there is none."""
-    if explicit is not None:
-        if not explicit.is_file():
-            raise CheckpointError(f"checkpoint not found: {explicit} (check the --weights path)")
-        return explicit
-    if spec is None:
-        return None
-    for folder in paths.weights_search_dirs():
-        candidate = folder / spec.file
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def checkpoint_status(spec: CheckpointSpec | None, explicit: Path | None = None) -> CheckpointStatus:
-    path = find_checkpoint(spec, explicit)
-    if path is None:
-        return CheckpointStatus(None, None, None)
-    digest = sha256_file(path)
-    verified = None if spec is None or spec.sha256 is None else digest == spec.sha256
-    return CheckpointStatus(path, digest, verified)
-
-
-def hash_mismatch_warning(path: Path, actual: str, expected: str) -> str:
-    return (
-        f"checkpoint {path} has sha256 {actual}, the official file has {expected}; "
-        "numbers from it are not the official model's"
-    )
 
 
 def read_checkpoint(path: Path) -> object:
@@ -187,42 +147,3 @@ def load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source
             f"{source} does not fit {model_name}: {'; '.join(parts)} — wrong architecture, scale or checkpoint?"
         )
     model.load_state_dict(state_dict, strict=True)
-
-
-def download_url(spec: CheckpointSpec) -> str | None:
-    """The URL to fetch; ``$SRBENCH_WEIGHTS_URL`` replaces everything before the file name (mirrors, tests)."""
-    if base := os.environ.get(URL_BASE_ENV):
-        return f"{base.rstrip('/')}/{spec.file}"
-    return spec.url
-
-
-def pull(spec: CheckpointSpec, dest_dir: Path | None = None, progress: ProgressFn | None = None) -> Path:
-    """Download an official checkpoint, verify its sha256, then move it into place.
-
-    The bytes go to a temporary file in the destination folder first; a failed or wrong download is
-    deleted, so the destination never holds a half-written or unverified file.
-    """
-    url = download_url(spec)
-    if url is None:
-        raise DownloadError(f"no download URL for {spec.file}: {spec.note or 'get the file from its authors'}")
-    dest_dir = dest_dir or paths.weights_cache_dir()
-    target = dest_dir / spec.file
-    try:
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{spec.file}.", suffix=".part", dir=dest_dir)
-    except OSError as exc:
-        raise DownloadError(f"cannot write to {dest_dir}: {exc.strerror or exc}; choose another --dir") from None
-    os.close(fd)  # download() reopens the file by name
-    tmp = Path(tmp_name)
-    try:
-        # No resume: a failed download must leave nothing behind, so there is never a partial file to continue.
-        digest = download(url, tmp, progress, resume=False, advice="nothing was saved — try again")
-        if spec.sha256 is not None and digest != spec.sha256:
-            raise DownloadError(
-                f"download of {spec.file} from {url} has sha256 {digest[:16]}…, expected {spec.sha256[:16]}…; "
-                "nothing was saved — check the URL or mirror"
-            )
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from conftest import require_dataset
+
 from sr_bench.cli import datasets as datasets_cli
 from sr_bench.cli.app import app
 from sr_bench.datasets import get_dataset_spec
@@ -47,7 +49,8 @@ def env(weights_dir: Path, data_dir: Path, tmp_path: Path, monkeypatch: pytest.M
 FAST = ("--device", "cpu", "--threads", "1", "--protocol", "ntire2023", "--limit", "1")
 
 
-def test_eval_several_datasets_one_record_each(env: Path) -> None:
+def test_eval_several_datasets_one_record_each(env: Path, data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14")
     result = run("eval", "--model", "rfdn", "--dataset", "set5,set14", *FAST, "--results", env)
     assert result.exit_code == 0, result.output
     assert "rfdn x4 on set5" in result.stdout and "rfdn x4 on set14" in result.stdout
@@ -58,6 +61,7 @@ def test_eval_several_datasets_one_record_each(env: Path) -> None:
 
 
 def test_eval_lgvan_on_set14_with_generated_lr(env: Path, data_dir: Path, tmp_path: Path) -> None:
+    require_dataset(data_dir, "Set14")
     out = tmp_path / "lgvan.json"
     result = run("eval", "--model", "lgvan", "--dataset", "set14", "--data-root", data_dir, "--device", "cpu",
                  "--threads", "1", "--limit", "1", "--json", out, "--save-sr", tmp_path / "sr")
@@ -109,6 +113,7 @@ def test_eval_errors_are_one_line(env: Path, args: list[str], message: str, code
 
 
 def test_datasets_lists_found_and_missing(data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14"), require_dataset(data_dir, "B100")
     result = run("datasets", "--data-root", data_dir, width=120)
     assert result.exit_code == 0, result.output
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("│")}

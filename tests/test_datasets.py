@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import require_dataset
+
 from sr_bench import datasets as ds_mod
 from sr_bench.datasets import (
     ALIASES,
@@ -70,6 +72,7 @@ def test_registry_holds_every_named_set_and_aliases_point_into_it() -> None:
 
 
 def test_unknown_dataset_lists_known_and_present_ones(data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14"), require_dataset(data_dir, "B100")
     with pytest.raises(DatasetError, match=r"unknown dataset 'set15'; known: .*manga109.*present under .*: set5, set14, b100"):
         resolve_dataset("set15", data_dir, 4)
 
@@ -90,6 +93,7 @@ def test_set5_pairs_shipped_lr_files(data_dir: Path) -> None:
 
 
 def test_set14_without_lr_folder_generates_lr(data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14")
     ds = resolve_dataset("set14", data_dir, 4)
     assert len(ds.pairs) == 14 and ds.lr_dir is None and ds.lr_source == "generated"
     assert any("generated" in n for n in ds.notices)
@@ -140,6 +144,7 @@ def test_dataset_status_reports_present_partial_and_missing(tmp_path: Path, set5
     states = {s.spec.name: s for s in dataset_status(tmp_path)}
     assert states["div2k-valid"].state == "partial" and states["div2k-valid"].found == 2
     assert states["set5"].state == "missing"
+    require_dataset(data_dir, "Set14"), require_dataset(data_dir, "B100")
     shared = {s.spec.name: s.state for s in dataset_status(data_dir)}
     assert shared["set5"] == shared["set14"] == shared["b100"] == "present"
 
@@ -209,6 +214,7 @@ def test_corrupt_image_stops_before_work_or_is_skipped(tmp_path: Path, set5: Pat
 
 
 def test_checked_sizes_are_mod_cropped(data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14")
     ds = resolve_dataset("set14", data_dir, 4)
     checked = {c.pair.name: c for c in check_pairs(ds.pairs, 4)[0]}
     assert checked["comic"].hr_size == (360, 248) and checked["comic"].lr_size == (90, 62)  # 361x250 on disk

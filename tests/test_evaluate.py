@@ -15,6 +15,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from conftest import require_dataset
+
 from sr_bench import evaluate as ev
 from sr_bench.datasets import custom_dataset, resolve_dataset
 from sr_bench.errors import DatasetError, DeviceError, ModelSpecError, ResultsError, UsageError
@@ -26,7 +28,7 @@ from sr_bench.timing import pinned_threads
 from sr_bench.zoo import ModelSpec
 
 CPU = torch.device("cpu")
-RFDN_SET5_MEAN_PSNR_RGB = 30.2543823441  # ../shared/specs/quality_refs.md, official pipeline, one thread
+RFDN_SET5_MEAN_PSNR_RGB = 30.2543823441  # tests/data/quality_refs.md, official pipeline, one thread
 RFDN_SET5_PSNR_RGB = {"baby": 32.2518554268, "bird": 32.7004531000, "butterfly": 27.2228789473,
                       "head": 29.9213354258, "woman": 29.1753888207}
 
@@ -147,6 +149,7 @@ def test_record_and_jsonl_are_in_the_results_store(rfdn_set5: ev.EvalResult) -> 
 
 
 def test_generated_lr_protocols_and_saved_sr(tmp_path: Path, data_dir: Path) -> None:
+    require_dataset(data_dir, "Set14")
     ds = resolve_dataset("set14", data_dir, 4)
     loaded = _loaded()
     official = evaluate(loaded, ds, CPU, _options(tmp_path, limit=2, protocol="ntire2023", save_sr=tmp_path / "sr"))
@@ -323,7 +326,6 @@ def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_di
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"datasets": []}, r"--dataset NAME"),
         ({"datasets": [], "lr_dir": Path("x")}, r"--lr needs --hr"),
         ({"models": ["rfdn", "lgvan"], "weights": Path("w.pth")}, r"--weights applies to one model"),
     ],

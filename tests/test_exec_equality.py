@@ -28,17 +28,15 @@ PSNR_TOL = 1e-4  # dB
 SSIM_TOL = 1e-5
 
 
-def _checkpoint(name: str, weights_dir: Path, fixtures_dir: Path) -> Path:
-    paths = {
-        "lgvan": weights_dir / "team18_LGVAN.pth",
-        "rfdn": weights_dir / "team00_rfdn.pth",
-        "dlgsanet-tiny": fixtures_dir / "dlgsanet" / "tiny_x4_seed0.pth",  # seeded weights, BasicSR layout
-    }
-    return require_file(paths[name])
+def _checkpoint(name: str, weights_dir: Path, request: pytest.FixtureRequest) -> Path:
+    """The official checkpoint (built-in), or DLGSANet's seeded fixture (a large asset, asked for only here)."""
+    if name == "dlgsanet-tiny":  # seeded weights, BasicSR layout
+        return require_file(request.getfixturevalue("fixtures_dir") / "dlgsanet" / "tiny_x4_seed0.pth")
+    return require_file(weights_dir / {"lgvan": "team18_LGVAN.pth", "rfdn": "team00_rfdn.pth"}[name])
 
 
-def _model(name: str, weights_dir: Path, fixtures_dir: Path) -> LoadedModel:
-    return resolve_model(name, scale=4, weights=_checkpoint(name, weights_dir, fixtures_dir), require_weights=True)
+def _model(name: str, weights_dir: Path, request: pytest.FixtureRequest) -> LoadedModel:
+    return resolve_model(name, scale=4, weights=_checkpoint(name, weights_dir, request), require_weights=True)
 
 
 def _run(loaded: LoadedModel, data_dir: Path, results: Path, exec_text: str, limit: int | None = None,
@@ -54,10 +52,10 @@ def _run(loaded: LoadedModel, data_dir: Path, results: Path, exec_text: str, lim
 
 
 @pytest.fixture(scope="module", params=["lgvan", "rfdn", "dlgsanet-tiny"])
-def eager_and_auto(request: pytest.FixtureRequest, weights_dir: Path, fixtures_dir: Path, data_dir: Path,
+def eager_and_auto(request: pytest.FixtureRequest, weights_dir: Path, data_dir: Path,
                    tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]:
     """One model over the whole of Set5, once eager and once auto, into one results folder."""
-    loaded = _model(request.param, weights_dir, fixtures_dir)
+    loaded = _model(request.param, weights_dir, request)
     results = tmp_path_factory.mktemp(f"equality-{request.param}")
     eager = _run(loaded, data_dir, results, "eager")
     auto = _run(loaded, data_dir, results, "auto")
@@ -94,8 +92,8 @@ def test_auto_record_says_which_mode_ran_and_why(eager_and_auto: tuple[dict, dic
 
 
 @pytest.fixture(scope="module")
-def rfdn(weights_dir: Path, fixtures_dir: Path) -> LoadedModel:
-    return _model("rfdn", weights_dir, fixtures_dir)
+def rfdn(weights_dir: Path, request: pytest.FixtureRequest) -> LoadedModel:
+    return _model("rfdn", weights_dir, request)
 
 
 def test_bf16_record_carries_its_psnr_change_from_fp32(rfdn: LoadedModel, data_dir: Path, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """Golden quality: LGVAN and RFDN on Set5 (shipped x4 LR) must reproduce the official pipeline's numbers.
 
-References transcribed from ``specs/quality_refs.md`` (official NTIRE 2023 code path, one torch thread, fp32 CPU).
+References transcribed from ``tests/data/quality_refs.md`` (a copy of ``specs/quality_refs.md``) (official NTIRE 2023 code path, one torch thread, fp32 CPU).
 The model output moves very slightly with the CPU's summation order (about 1 in 10^5 values by +-1), hence the
 tolerances: 1e-4 dB PSNR, 1e-5 SSIM. Exercises read_rgb_u8, modcrop, to_input, to_uint8 and image_metrics end to end.
 """

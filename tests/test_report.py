@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
-import os
 import sys
 from io import StringIO
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from rich.console import Console
+
+from conftest import TEST_DATA
 
 from sr_bench.errors import ResultsError, UsageError
 from sr_bench.report import build_table, format_for_path, load_table, render, to_rich
 from sr_bench.results import load_records, write_record
 
-REPO = Path(__file__).resolve().parent.parent
 VAL = "div2k-valid"
 
 # The 2023 results.json values behind results_2023_lgvan.txt (protocol.md, "The 2023 table, as a golden file").
@@ -29,18 +29,9 @@ GOLDEN_2023 = {
 }
 
 
-def specs_dir() -> Path:
-    path = Path(os.environ.get("SRBENCH_SPECS") or REPO.parent / "shared" / "specs")
-    if not path.is_dir():
-        pytest.fail(f"specs folder missing: {path} (set SRBENCH_SPECS)")
-    return path
-
-
 def golden_txt() -> bytes:
-    path = specs_dir() / "results_2023_lgvan.txt"
-    if not path.is_file():
-        pytest.fail(f"golden file missing: {path}")
-    return path.read_bytes()
+    """The official 2023 results.txt (copied from specs/ into tests/data, so it always ships)."""
+    return (TEST_DATA / "results_2023_lgvan.txt").read_bytes()
 
 
 def profile_record(model: str, params: float, flops: float, fvcore: float | None, acts: float, conv: int,
@@ -238,9 +229,9 @@ def test_md_csv_json_and_rich(golden_dir: Path) -> None:
     assert md[3] == "|:---|---:|---:|---:|---:|---:|---:|---:|"
     assert md[4] == "| 18_LGVAN | 29.00 | 80.19 | 0.118 | 9.06 | 332.39 | 1114.77 | 122 |"
 
-    frame = pd.read_csv(StringIO(render(table, "csv")))
-    assert list(frame.columns)[:6] == ["Model", "Scale", "Protocol", "Device", "Exec", "Val PSNR"]
-    assert frame.loc[0, "Val PSNR"] == 28.996871781479403, "csv keeps raw floats"
+    rows = list(csv.DictReader(StringIO(render(table, "csv"))))
+    assert list(rows[0])[:6] == ["Model", "Scale", "Protocol", "Device", "Exec", "Val PSNR"]
+    assert float(rows[0]["Val PSNR"]) == 28.996871781479403, "csv keeps raw floats"
 
     doc = json.loads(render(table, "json"))
     assert doc["flops"] == "ntire2023" and doc["test"] is None
@@ -250,6 +241,19 @@ def test_md_csv_json_and_rich(golden_dir: Path) -> None:
     console.print(to_rich(table))
     text = console.file.getvalue()
     assert "18_LGVAN" in text and "1114.77" in text and "FLOPs: ntire2023" in text
+
+
+def test_csv_keeps_integers_integers_when_a_row_has_no_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "pandas", None)  # any `import pandas` now fails: the CSV must not need it
+    write_record(profile_record("rfdn", 433448, 27102622560, 27046231296, 112034240, 64), tmp_path)
+    for model in ("rfdn", "unprofiled"):
+        write_record(eval_record(model, VAL, 29.0, 40.0), tmp_path)
+    table, _ = load_table(tmp_path, val=VAL, test=None, flops="ntire2023")
+    text = render(table, "csv")
+    rows = {row["Model"]: row for row in csv.DictReader(StringIO(text))}
+    assert rows["rfdn"]["Conv"] == "64" and rows["rfdn"]["Scale"] == "4", text
+    assert rows["unprofiled"]["Conv"] == "" and rows["unprofiled"]["Params [M]"] == "", text
+    assert float(rows["rfdn"]["Params [M]"]) == 0.433448
 
 
 def test_rich_never_cuts_a_value_on_a_narrow_console(golden_dir: Path) -> None:

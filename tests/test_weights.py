@@ -16,9 +16,11 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
+from sr_bench import paths
 from sr_bench import weights as checkpoint_io
 from sr_bench.errors import CheckpointError, DownloadError
-from sr_bench.models import catalogue, resolve_model
+from sr_bench.checkpoint_files import catalogue
+from sr_bench.models import resolve_model
 from sr_bench.zoo import get_spec
 
 from conftest import require_file
@@ -194,7 +196,7 @@ def test_search_order(tmp_path, monkeypatch, no_env_weights):
     places["cwd"].unlink()
     assert checkpoint_io.find_checkpoint(spec) == places["cache"]
     places["cache"].unlink()
-    assert checkpoint_io.find_checkpoint(spec) is None
+    assert checkpoint_io.find_checkpoint(spec) == paths.builtin_weights_dir() / RFDN_FILE  # shipped, searched last
 
 
 def test_resolve_model_uses_cwd_weights_folder(rfdn_path, no_env_weights):
@@ -205,7 +207,7 @@ def test_resolve_model_uses_cwd_weights_folder(rfdn_path, no_env_weights):
     assert loaded.checkpoint.verified is True
 
 
-def test_no_checkpoint_means_random_weights_with_notice(no_env_weights):
+def test_no_checkpoint_means_random_weights_with_notice(no_env_weights, no_builtin_weights):
     loaded = resolve_model("rfdn")
     assert loaded.checkpoint.path is None and not loaded.pretrained
     assert loaded.notices == [

@@ -10,22 +10,25 @@ Usage::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from sr_bench.cli import output
-from sr_bench.datasets import ALIASES, DatasetStatus, dataset_status, get_dataset_spec, pull_dataset
+from sr_bench.paths import builtin_data_root
 from sr_bench.paths import data_root as default_data_root
+
+if TYPE_CHECKING:
+    from sr_bench.datasets import DatasetStatus
 
 app = typer.Typer(help="Evaluation datasets: list what is found under the data root, download official sets.")
 
 DataRootOpt = Annotated[
     Optional[Path], typer.Option("--data-root", help="Dataset root (default: $SRBENCH_DATA or ./datasets).")
 ]
-STATE_STYLE = {"present": "green", "partial": "yellow", "broken": "red", "missing": "dim"}
+STATE_STYLE = {"present": "green", "built-in": "green", "partial": "yellow", "broken": "red", "missing": "dim"}
 
 
 ScaleOpt = Annotated[int, typer.Option("--scale", "-s", min=1, help="Which LR folder to look for.")]
@@ -45,6 +48,8 @@ def datasets_list(data_root: DataRootOpt = None, scale: ScaleOpt = 4, as_json: J
 
     Example: srbench datasets list --data-root ../shared/data
     """
+    from sr_bench.datasets import ALIASES, dataset_status  # numpy + PIL: loaded when a command runs
+
     root = default_data_root(data_root)
     statuses = dataset_status(root, scale)
     if as_json:
@@ -57,9 +62,11 @@ def datasets_list(data_root: DataRootOpt = None, scale: ScaleOpt = 4, as_json: J
     for status in statuses:
         row = _row(status)
         expected = f"/{row['expected']}" if row["expected"] is not None else ""
-        lr = "-" if status.hr_dir is None else (_relative(status.lr_dir, root) if status.lr_dir else "generated")
+        base, prefix = (builtin_data_root(), "built-in ") if status.builtin else (root, "")
+        hr = f"{prefix}{_relative(status.hr_dir, base)}" if status.hr_dir else "-"
+        lr = "-" if status.hr_dir is None else (f"{prefix}{_relative(status.lr_dir, base)}" if status.lr_dir else "generated")
         table.add_row(row["name"], f"[{STATE_STYLE[row['state']]}]{row['state']}[/]", f"{row['found']}{expected}",
-                      _relative(status.hr_dir, root) if status.hr_dir else "-", lr, "yes" if row["pullable"] else "")
+                      hr, lr, "yes" if row["pullable"] else "")
     output.out.print(table)
     for status in statuses:
         if status.error:
@@ -85,6 +92,7 @@ def _row(status: DatasetStatus) -> dict:
         "pullable": bool(status.spec.archives),
         "description": status.spec.description,
         "error": status.error,
+        "builtin": status.builtin,
     }
 
 
@@ -100,6 +108,8 @@ def datasets_pull(
 
     Rerun the same command to resume an interrupted download. Example: srbench datasets pull div2k-valid
     """
+    from sr_bench.datasets import get_dataset_spec, pull_dataset
+
     spec = get_dataset_spec(name)
     root = default_data_root(data_root)
     with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),

@@ -12,7 +12,7 @@ Usage::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -33,10 +33,12 @@ from sr_bench.cli.options import (
     WeightsOpt,
 )
 from sr_bench.errors import UsageError
-from sr_bench.evaluate import EvalEvent, EvalOptions, EvalResult, evaluate_all
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
 from sr_bench.results import atomic_write_json
+
+if TYPE_CHECKING:
+    from sr_bench.evaluate import EvalEvent, EvalResult
 
 MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
 
@@ -84,6 +86,8 @@ def eval_cmd(
 
     Example: srbench eval --model lgvan --dataset set14 --data-root ../shared/data
     """
+    from sr_bench.evaluate import EvalOptions, evaluate_all  # torch: imported when the command runs
+
     models, datasets = _names(model), _names(dataset)
     if json_path is not None and (len(models) != 1 or len(datasets) + (hr is not None) != 1):
         raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
@@ -135,19 +139,23 @@ class _ProgressView:
             transient=False,
         )
         self._task: TaskID | None = None
+        self._started = False  # the live display starts with the first dataset: an early error prints alone
 
     def __enter__(self) -> _ProgressView:
-        self._progress.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._progress.__exit__(*exc)
+        if self._started:
+            self._progress.stop()
 
     def update(self, event: EvalEvent) -> None:
         psnr = "" if event.mean_psnr is None else f"mean PSNR {event.mean_psnr:.2f} dB"
         if event.kind == "notice":
             output.notice(event.message)  # the same console as the bar: printed above it
         elif event.kind == "start":
+            if not self._started:
+                self._progress.start()
+                self._started = True
             self._task = self._progress.add_task(
                 f"{event.model} on {event.dataset}", total=event.total, completed=event.done, psnr=psnr
             )

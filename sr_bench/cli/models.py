@@ -1,36 +1,48 @@
-"""``srbench models``: what the zoo holds, and which checkpoints are on this machine."""
+"""``srbench models``: what the zoo holds (plugins included), and which checkpoints are on this machine.
+
+Parameters are counted on each network as built (``sum(p.numel())``), so this command imports torch; the other
+listings (``weights list``, ``datasets``, ``report``) do not.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
+from sr_bench.checkpoint_files import catalogue, status_label
 from sr_bench.cli import output
-from sr_bench.models import catalogue
 
 STATUS_STYLE = {"verified": "green", "found": "cyan", "mismatch": "bold red", "missing": "dim"}
+
+
+def count_params(name: str, scale: int) -> int:
+    """Parameters of the network as built for ``scale`` (buffers excluded), the way the challenge counts them."""
+    from sr_bench.zoo import get_spec
+
+    return sum(p.numel() for p in get_spec(name).build(scale).parameters())
 
 
 def models_ls(
     as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON instead of a table.")] = False,
 ) -> None:
-    """List the registered models: scales, parameters, input range and checkpoint status.
+    """List the registered models: scales, parameters (counted on the built network), input range, checkpoint.
 
     Example: srbench models --json
     """
-    rows = catalogue()
+    rows = [{**row, "params": count_params(row["model"], row["scale"])} for row in catalogue()]
     if as_json:
         output.print_json(rows)
         return
-    table = Table(title="srbench model zoo", caption="checkpoint: verified = official sha256 matches")
-    for column, justify in [("model", "left"), ("scale", "right"), ("params", "right"), ("input range", "right"),
-                            ("checkpoint", "left"), ("file", "left")]:
-        table.add_column(column, justify=justify)
+    table = Table(title="srbench model zoo", box=box.SIMPLE_HEAD,
+                  caption="params: counted on the built network; checkpoint: verified = official sha256 matches")
+    for column, justify in [("model", "left"), ("params", "right"), ("range", "right"), ("checkpoint", "left"),
+                            ("file", "left")]:
+        table.add_column(column, justify=justify, no_wrap=column != "checkpoint", overflow="fold")
     for row in rows:
         style = STATUS_STYLE[row["status"]]
-        params = f"{row['params']:,}" if row["params"] is not None else "-"
-        table.add_row(row["model"], f"x{row['scale']}", params, f"[0, {row['data_range']:g}]",
-                      f"[{style}]{row['status']}[/]", row["path"] or row["file"] or "-")
+        table.add_row(f"{row['model']} x{row['scale']}", f"{row['params']:,}", f"[0, {row['data_range']:g}]",
+                      f"[{style}]{status_label(row)}[/]", row["file"] or "-")
     output.out.print(table)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from sr_bench.cli import output
-from sr_bench.models import LoadedModel, resolve_model
+
+if TYPE_CHECKING:
+    from sr_bench.models import LoadedModel
 
 ModelOpt = Annotated[
     str,
@@ -56,6 +58,8 @@ def load_cli_model(
     require_weights: bool = False,
 ) -> LoadedModel:
     """Resolve a model from the shared options and show its notices on stderr."""
+    from sr_bench.models import resolve_model  # torch: imported when a command needs a model, not at start-up
+
     loaded = resolve_model(
         model,
         scale=scale,

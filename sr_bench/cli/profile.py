@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -23,11 +23,11 @@ from sr_bench.cli.options import (
     load_cli_model,
 )
 from sr_bench.errors import UsageError
-from sr_bench.execution import parse_exec
 from sr_bench.paths import results_dir
-from sr_bench.profile import ProfileRequest, ProfileResult, parse_size, run_profile
 from sr_bench.results import atomic_write_json, write_record
-from sr_bench.timing import resolve_device
+
+if TYPE_CHECKING:
+    from sr_bench.profile import ProfileResult
 
 CONVENTION_NOTES = {
     "ntire2023": "module hooks (NTIRE 2022/2023 harness)",
@@ -64,6 +64,10 @@ def profile(
 
     Example: srbench profile --model lgvan --size 256 --json lgvan.json
     """
+    from sr_bench.execution import parse_exec  # torch: imported when the command runs, not at start-up
+    from sr_bench.profile import ProfileRequest, parse_size, run_profile
+    from sr_bench.timing import resolve_device
+
     request = ProfileRequest(
         device=resolve_device(device),
         size=parse_size(size),

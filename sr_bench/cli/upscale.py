@@ -19,9 +19,6 @@ from sr_bench.cli.options import (
     WeightsOpt,
     load_cli_model,
 )
-from sr_bench.execution import parse_exec, prepare, resolve_exec
-from sr_bench.timing import pinned_threads, resolve_device
-from sr_bench.upscale import check_images, upscale_files
 
 
 def upscale(
@@ -40,6 +37,10 @@ def upscale(
 
     Example: srbench upscale --model lgvan photo.png -o sr/
     """
+    from sr_bench.execution import parse_exec, prepare, resolve_exec
+    from sr_bench.timing import pinned_threads, resolve_device
+    from sr_bench.upscale import check_images, upscale_files
+
     request = parse_exec(exec_mode)
     dev = resolve_device(device)
     check_images(images)

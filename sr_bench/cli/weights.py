@@ -7,13 +7,14 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich import box
+from rich.markup import escape
 from rich.table import Table
 
-from sr_bench import weights as checkpoint_io
+from sr_bench import checkpoint_files
 from sr_bench.cli import output
 from sr_bench.cli.models import STATUS_STYLE
 from sr_bench.errors import UsageError
-from sr_bench.models import catalogue, verify_checkpoint
 from sr_bench.zoo import get_spec, list_models
 
 app = typer.Typer(help="Official checkpoints: list what is found, verify hashes, download.", no_args_is_help=False)
@@ -36,18 +37,32 @@ def weights_list(
 
     Example: srbench weights list
     """
-    rows = catalogue()
+    rows = checkpoint_files.catalogue()
     if as_json:
         output.print_json(rows)
         return
-    table = Table(title="checkpoints", caption="searched: --weights, $SRBENCH_WEIGHTS, ./weights, the user cache")
-    for column in ("model", "scale", "file", "status", "found at / source"):
-        table.add_column(column)
+    table = Table(title="checkpoints", box=box.SIMPLE_HEAD,
+                  caption="searched: --weights, $SRBENCH_WEIGHTS, ./weights, the user cache, built-in")
+    # Names never wrap; file names, paths and URLs fold onto more lines: nothing is ever cut off.
+    table.add_column("model", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("file / found at / source", overflow="fold")
+    notes: dict[str, str] = {}
     for row in rows:
-        where = row["path"] or row["url"] or row["note"] or "-"
-        table.add_row(row["model"], f"x{row['scale']}", row["file"] or "-",
-                      f"[{STATUS_STYLE[row['status']]}]{row['status']}[/]", where)
+        if row["builtin"]:
+            where = "shipped with srbench"
+        elif row["path"] or row["url"]:
+            where = row["path"] or row["url"]
+        else:
+            where = "by hand, see below" if row["note"] else "-"
+            if row["note"]:
+                notes.setdefault(row["model"], row["note"])
+        table.add_row(f"{row['model']} x{row['scale']}",
+                      f"[{STATUS_STYLE[row['status']]}]{checkpoint_files.status_label(row)}[/]",
+                      f"{row['file'] or '-'}\n[dim]{escape(where)}[/]")
     output.out.print(table)
+    for model, note in notes.items():
+        output.out.print(f"{model}: {note}", highlight=False)
 
 
 @app.command("verify")
@@ -56,6 +71,8 @@ def weights_verify(model: ModelArg = None) -> None:
 
     Exits 1 when a found checkpoint is wrong or a named model has none. Example: srbench weights verify lgvan
     """
+    from sr_bench.models import verify_checkpoint  # builds networks: imports torch
+
     names = [get_spec(model).name] if model else list_models()
     failed = False
     for name in names:
@@ -100,6 +117,6 @@ def weights_pull(
         def advance(done: int, total: int | None) -> None:
             progress.update(task, completed=done, total=total)
 
-        path = checkpoint_io.pull(ckpt, dest, progress=advance)
+        path = checkpoint_files.pull(ckpt, dest, progress=advance)
     verified = "sha256 verified" if ckpt.sha256 else "no official sha256 to check"
     output.out.print(f"saved {path} ({verified})", soft_wrap=True)

@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sr_bench.errors import ModelSpecError
-from sr_bench.zoo.registry import CheckpointSpec, ModelSpec, register
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 TLC_KERNELS = {2: 96, 3: 72, 4: 48}  # TLC window per scale, from the official option files
@@ -472,49 +471,3 @@ def dlgsanet_tiny(scale: int, **kwargs: object) -> DLGSANet:
 def dlgsanet_light(scale: int, **kwargs: object) -> DLGSANet:
     """DLGSANet-Light: 4 groups of 3 block pairs, 48 channels."""
     return DLGSANet(scale=scale, groups=4, **kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Registry entries
-
-_PAPER = ("DLGSANet: Lightweight Dynamic Local and Global Self-Attention Networks for Image Super-Resolution "
-          "(Li, Pan, Tang, Dong, ICCV 2023)")
-_SOURCE = "https://github.com/NeonLeexiang/DLGSANet"
-_NOTE = ("the authors publish their (re-trained) lightweight checkpoints only on Google Drive / Baidu Netdisk "
-         f"(links in the README of {_SOURCE}): download it by hand and put it in a weights folder as {{file}}")
-
-
-def _checkpoints(variant: str) -> dict[int, CheckpointSpec]:
-    files = {s: f"dlgsanet_{variant}_x{s}.pth" for s in (2, 3, 4)}
-    return {s: CheckpointSpec(file=f, note=_NOTE.format(file=f)) for s, f in files.items()}
-
-
-register(
-    ModelSpec(
-        name="dlgsanet-tiny",
-        builder=dlgsanet_tiny,
-        scales=(2, 3, 4),
-        data_range=1.0,
-        description="DLGSANet-Tiny: dynamic local conv + ReLU channel attention, 3 groups, TLC at test time",
-        default_scale=4,
-        checkpoints=_checkpoints("tiny"),
-        param_counts={2: 565_710, 3: 572_205, 4: 581_298},
-        paper=_PAPER,
-        source=_SOURCE,
-    )
-)
-
-register(
-    ModelSpec(
-        name="dlgsanet-light",
-        builder=dlgsanet_light,
-        scales=(2, 3, 4),
-        data_range=1.0,
-        description="DLGSANet-Light: dynamic local conv + ReLU channel attention, 4 groups, TLC at test time",
-        default_scale=4,
-        checkpoints=_checkpoints("light"),
-        param_counts={2: 745_188, 3: 751_683, 4: 760_776},
-        paper=_PAPER,
-        source=_SOURCE,
-    )
-)

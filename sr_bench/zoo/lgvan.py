@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_bench.zoo.registry import CheckpointSpec, ModelSpec, register
 
 
 class LayerNorm2d(nn.Module):
@@ -129,40 +128,5 @@ class LGVAN(nn.Module):
         return out + F.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
 
 
-def _build(scale: int) -> LGVAN:
+def build(scale: int) -> LGVAN:
     return LGVAN(scale=scale)
-
-
-register(
-    ModelSpec(
-        name="lgvan",
-        builder=_build,
-        scales=(4,),
-        data_range=1.0,
-        description="LGVAN, NTIRE 2023 Efficient SR, team 18 (local-global convolutional attention)",
-        checkpoints={
-            4: CheckpointSpec(
-                file="team18_LGVAN.pth",
-                url="https://github.com/charonf/LGVAN-NTIRE2023-ESR/raw/main/model_zoo/team18_LGVAN.pth",
-                sha256="fe201971de6fb18e62fd17d7c10817cf406d68b7aa2adb5f00474a066b05e0ec",
-                key="params_ema",
-            )
-        },
-        param_counts={4: 118_243},
-        source="https://github.com/charonf/LGVAN-NTIRE2023-ESR (NTIRE 2023 ESR, team 18)",
-        reference={
-            "x4/ntire2023/params": 118_243,
-            "x4/ntire2023/flops_hooks": 9_057_572_992,
-            "x4/ntire2023/flops_fvcore": 9_036_601_472,
-            "x4/ntire2023/activations": 332_392_832,
-            "x4/ntire2023/num_conv": 122,
-            "x4/ntire2023/div2k_valid_psnr_rgb_db": 28.996871781479403,
-            "x4/ntire2023/div2k_valid_runtime_ms": 80.19443962097168,
-            "x4/ntire2023/div2k_valid_memory_mib": 1114.7724609375,
-            "x4/factsheet/div2k_valid_psnr_rgb_db": 29.00,
-            "x4/factsheet/div2k_test_psnr_rgb_db": 27.07,
-            "x4/factsheet/runtime_ms_v100": 43.28,
-            "x4/factsheet/memory_mib_v100": 1114.72,
-        },
-    )
-)

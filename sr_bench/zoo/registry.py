@@ -2,28 +2,46 @@
 
 A spec says everything srbench needs to know about a network without building it: how to build it per
 scale, the input range it expects, where its checkpoint comes from and how to check it, and the numbers
-its authors or the challenge published. Adding a model = one file in ``sr_bench/zoo/`` ending with a
-``register(ModelSpec(...))`` call, plus its import in ``sr_bench/zoo/__init__.py``.
+its authors or the challenge published. Adding a model = its architecture file in ``sr_bench/zoo/`` plus a
+``register(ModelSpec(..., builder=LazyBuilder("sr_bench.zoo.<file>:<function>")))`` call in ``zoo/builtin.py``.
 
 Installable plugins can add specs through the ``srbench.models`` entry-point group: each entry point
 names a ``ModelSpec`` or a zero-argument callable returning one spec or a list of specs.
+
+This module and the built-in specs (``zoo/builtin.py``) do not import torch: listings (``srbench weights list``,
+``--help``) stay instant, and an architecture module is imported by :class:`LazyBuilder` only when a network is
+built.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from sr_bench.errors import ModelSpecError, UnknownModelError
 
 ENTRY_POINT_GROUP = "srbench.models"
+
+
+@dataclass(frozen=True)
+class LazyBuilder:
+    """``module:function`` imported on first call, so a spec can name its builder without importing torch."""
+
+    target: str  # e.g. "sr_bench.zoo.lgvan:build"
+
+    def __call__(self, scale: int, **kwargs: object) -> nn.Module:
+        module, _, attr = self.target.partition(":")
+        return getattr(importlib.import_module(module), attr)(scale, **kwargs)
 
 
 @dataclass(frozen=True)

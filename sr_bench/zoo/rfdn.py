@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sr_bench.zoo.registry import CheckpointSpec, ModelSpec, register
 
 
 def _conv(cin: int, cout: int, k: int, stride: int = 1, padding: int | None = None) -> nn.Conv2d:
@@ -96,36 +95,5 @@ class RFDN(nn.Module):
         return self.upsampler(lr)
 
 
-def _build(scale: int) -> RFDN:
+def build(scale: int) -> RFDN:
     return RFDN(scale=scale)
-
-
-register(
-    ModelSpec(
-        name="rfdn",
-        builder=_build,
-        scales=(4,),
-        data_range=255.0,
-        description="RFDN, the NTIRE 2022/2023 Efficient SR baseline (residual feature distillation)",
-        checkpoints={
-            4: CheckpointSpec(
-                file="team00_rfdn.pth",
-                url="https://github.com/ofsoundof/NTIRE2023_ESR/raw/main/model_zoo/team00_rfdn.pth",
-                sha256="11af8ec8ebd68689e90ef1e29044f9804c72d3bd9f7573820b7b26035782760c",
-            )
-        },
-        param_counts={4: 433_448},
-        paper="Residual Feature Distillation Network for Lightweight Image Super-Resolution (Liu et al., ECCVW 2020)",
-        source="https://github.com/ofsoundof/NTIRE2023_ESR (NTIRE 2023 ESR baseline, team 00)",
-        reference={
-            "x4/ntire2023/params": 433_448,
-            "x4/ntire2023/flops_hooks": 27_102_622_560,
-            "x4/ntire2023/flops_fvcore": 27_046_231_296,
-            "x4/ntire2023/activations": 112_034_240,
-            "x4/ntire2023/num_conv": 64,
-            "x4/ntire2023/div2k_valid_psnr_rgb_db": 29.041133271361115,
-            "x4/ntire2023/div2k_valid_runtime_ms": 39.3906377696991,
-            "x4/ntire2023/div2k_valid_memory_mib": 788.1298828125,
-        },
-    )
-)
