@@ -179,26 +179,29 @@ def _tiled_bytes(estimator: MemoryEstimator, lr_size: tuple[int, int], scale: in
     """A tiled forward: the whole input and the stitched output, plus one tile's forward at a time."""
     h, w = lr_size
     one = estimator.forward_bytes((1, 3, min(tile, h), min(tile, w)))
-    if one is None:
-        return None
-    size = torch.empty((), dtype=estimator.dtype).element_size()
-    return 3 * h * w * size + 3 * h * w * scale * scale * 4 + one
+    return None if one is None else _stitch_bytes(estimator, lr_size, scale) + one
+
+
+def _stitch_bytes(estimator: MemoryEstimator, lr_size: tuple[int, int], scale: int) -> int:
+    """The whole LR input and the fp32 SR output that tiles are stitched into."""
+    pixels = lr_size[0] * lr_size[1]
+    return 3 * pixels * torch.empty((), dtype=estimator.dtype).element_size() + 3 * pixels * scale * scale * 4
 
 
 def _fitting_tile(estimator: MemoryEstimator, lr_size: tuple[int, int], scale: int, overlap: int, free: int,
                   fit: EvalFit) -> tuple[int, int] | None:
     """The largest multiple of ``TILE_STEP`` above ``overlap`` whose tiled run fits, with its need in bytes.
 
-    One meta forward at ``PROBE_TILE`` gives the bytes per tile pixel; the guess from it is checked with a
-    forward at that size and shrunk by 20% until it fits.
+    Two meta forwards (``PROBE_TILE`` and twice that) give the bytes per tile pixel; the guess from them is
+    checked with a forward at that size and shrunk by 20% until it fits.
     """
     floor = (overlap // TILE_STEP + 1) * TILE_STEP
-    probe = _tiled_bytes(estimator, lr_size, scale, PROBE_TILE)
-    base = _tiled_bytes(estimator, lr_size, scale, TILE_STEP)
-    if probe is None or base is None:
+    small = estimator.forward_bytes((1, 3, PROBE_TILE, PROBE_TILE))
+    large = estimator.forward_bytes((1, 3, 2 * PROBE_TILE, 2 * PROBE_TILE))
+    if small is None or large is None:
         return None
-    per_pixel = max(probe - base, 1) / (PROBE_TILE**2 - TILE_STEP**2)
-    room = free - (base if not fit.concurrent else base + fit.scoring)
+    per_pixel = max(large - small, 1) / (3 * PROBE_TILE**2)
+    room = free - _stitch_bytes(estimator, lr_size, scale) - (fit.scoring if fit.concurrent else 0)
     n = int(math.sqrt(max(room, 0) / per_pixel)) // TILE_STEP * TILE_STEP
     n = min(n, max(lr_size) // TILE_STEP * TILE_STEP)
     while n >= floor:
