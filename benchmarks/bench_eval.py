@@ -74,7 +74,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from sr_bench.datasets import load_pair, lr_cache_dir, resolve_dataset
-    from sr_bench.evaluate import EvalOptions, evaluate, prepare_run
+    from sr_bench.eval_config import EvalOptions
+    from sr_bench.evaluate import evaluate, prepare_run
     from sr_bench.images import to_input, to_uint8
     from sr_bench.metrics import image_metrics
     from sr_bench.models import resolve_model

@@ -86,6 +86,12 @@ def status_label(row: dict) -> str:
     return f"built-in ({row['status']})" if row.get("builtin") else row["status"]
 
 
+def checkpoint_label(path: str | Path | None, verified: bool | None) -> str:
+    """:func:`status_label` for a checkpoint a run used (a record's ``checkpoint.path`` / ``verified``)."""
+    status = CheckpointStatus(Path(path) if path else None, None, verified)
+    return status_label({"status": status_word(status), "builtin": status.builtin})
+
+
 def hash_mismatch_warning(path: Path, actual: str, expected: str) -> str:
     return (
         f"checkpoint {path} has sha256 {actual}, the official file has {expected}; "

@@ -42,6 +42,7 @@ from sr_bench.files import download, missing_dirs, remove_empty_dirs, sha256_fil
 IMAGE_EXTS = frozenset({".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp"})
 LR_CACHE_VERSION = 1  # bump when generated LR would change (imresize fix), so old cache entries are not reused
 DATA_URL_ENV = "SRBENCH_DATA_URL"  # overrides the base URL of every archive (mirrors, tests)
+SKIP_BAD_HINT = "; replace the file or rerun with --skip-bad"  # dropped from the message once --skip-bad is on
 BUILTIN_SETS = ("set5",)  # shipped under sr_bench/assets/data; used when the data root has no copy
 
 ProgressFn = Callable[[str, int, "int | None"], None]  # (label, done, total) for long work such as downloads
@@ -436,8 +437,7 @@ def _header_size(path: Path) -> tuple[int, int, bool]:
             deep = is_sixteen_bit(im)
             im.verify()
     except (*READ_ERRORS, UnidentifiedImageError) as exc:
-        raise DatasetError(f"cannot read image {path}: {read_failure(exc)}; replace the file or rerun with --skip-bad") \
-            from None
+        raise DatasetError(f"cannot read image {path}: {read_failure(exc)}{SKIP_BAD_HINT}") from None
     return h, w, deep
 
 
@@ -452,6 +452,11 @@ def _mismatch(pair: ImagePair, lr: tuple[int, int], hr_raw: tuple[int, int], sca
         if k != scale and lr[0] * k == hr_raw[0] - hr_raw[0] % k and lr[1] * k == hr_raw[1] - hr_raw[1] % k:
             return msg + f"; the LR looks like x{k}: pass --scale {k}"
     return msg + "; check that the LR folder belongs to this HR folder"
+
+
+def bad_image(pair: ImagePair, exc: DatasetError) -> BadImage:
+    """A skipped image for the record and the warning, without advice to turn on the --skip-bad that is on."""
+    return BadImage(pair.name, pair.hr_path, str(exc).removesuffix(SKIP_BAD_HINT))
 
 
 def check_pairs(
@@ -471,7 +476,7 @@ def check_pairs(
         except DatasetError as exc:
             if not skip_bad:
                 raise
-            bad.append(BadImage(pair.name, pair.hr_path, str(exc)))
+            bad.append(bad_image(pair, exc))
             continue
         hr_raw, lr = (hr_h, hr_w), (lr_h, lr_w)
         hr = (hr_raw[0] - hr_raw[0] % scale, hr_raw[1] - hr_raw[1] % scale)
@@ -530,7 +535,7 @@ def _read(reader: Callable[[Path], np.ndarray], path: Path) -> np.ndarray:
     except DatasetError:
         raise
     except Exception as exc:  # noqa: BLE001 - any decoder failure becomes one named, one-line error
-        raise DatasetError(f"cannot decode image {path}: {exc}; replace the file or rerun with --skip-bad") from None
+        raise DatasetError(f"cannot decode image {path}: {exc}{SKIP_BAD_HINT}") from None
 
 
 def _write_cache(path: Path, lr: np.ndarray) -> None:

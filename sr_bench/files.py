@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import http.client
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +46,10 @@ def download(url: str, part: Path, progress: DownloadProgressFn | None, *, resum
     than its Content-Length is an interrupted download, not a finished one. Every network or write failure becomes
     one ``DownloadError`` line naming the URL and ending with ``advice`` (what the user should do next).
     """
+    import http.client  # the HTTP stack (~0.1 s to import) only when something is downloaded
+    import urllib.error
+    import urllib.request
+
     have = part.stat().st_size if resume and part.is_file() else 0
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:

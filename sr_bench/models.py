@@ -88,6 +88,8 @@ def resolve_model(
     if is_user_model(name_or_path):
         spec = user_model_spec(name_or_path, scale, data_range, kwargs)
     else:
+        if name_or_path.endswith(".py"):
+            raise _file_without_class(name_or_path)
         if kwargs:
             raise ModelSpecError("--model-args applies to user models (file.py:Class) only")
         spec = get_spec(name_or_path)
@@ -225,10 +227,21 @@ def _init_params(cls: type) -> set[str]:
 def _import_class(target: str) -> type:
     file_part, _, class_name = target.rpartition(":")
     path = Path(file_part).expanduser()
-    if not path.is_file():
-        raise UnknownModelError(f"model file not found: {path} (expected --model path/to/file.py:ClassName)")
     if not class_name.isidentifier():
         raise UnknownModelError(f"{class_name!r} is not a class name (expected --model path/to/file.py:ClassName)")
+    module = _import_file(path)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise UnknownModelError(f"{path} has no class {class_name!r} ({_classes_hint(module)})")
+    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
+        raise UnknownModelError(f"{path}:{class_name} is not a torch.nn.Module subclass")
+    return cls
+
+
+def _import_file(path: Path) -> object:
+    """Run a user's model file as a module (it is their code; its failures are named as theirs)."""
+    if not path.is_file():
+        raise UnknownModelError(f"model file not found: {path} (expected --model path/to/file.py:ClassName)")
     module_name = f"srbench_user_{abs(hash(path.resolve()))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -240,14 +253,18 @@ def _import_class(target: str) -> type:
     except Exception as exc:  # the user's file is arbitrary code with arbitrary failures
         sys.modules.pop(module_name, None)
         raise UnknownModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
-    cls = getattr(module, class_name, None)
-    if cls is None:
-        found = sorted(n for n, o in vars(module).items() if inspect.isclass(o) and issubclass(o, nn.Module))
-        hint = f"classes there: {', '.join(found)}" if found else "it defines no nn.Module class"
-        raise UnknownModelError(f"{path} has no class {class_name!r} ({hint})")
-    if not (inspect.isclass(cls) and issubclass(cls, nn.Module)):
-        raise UnknownModelError(f"{path}:{class_name} is not a torch.nn.Module subclass")
-    return cls
+    return module
+
+
+def _classes_hint(module: object) -> str:
+    found = sorted(n for n, o in vars(module).items() if inspect.isclass(o) and issubclass(o, nn.Module))
+    return f"classes there: {', '.join(found)}" if found else "it defines no nn.Module class"
+
+
+def _file_without_class(target: str) -> UnknownModelError:
+    """``--model net.py`` (no ``:Class``): say to add the class, naming the ones the file defines."""
+    module = _import_file(Path(target).expanduser())
+    return UnknownModelError(f"--model {target} names a file but no class: add ':ClassName' ({_classes_hint(module)})")
 
 
 def check_output_shape(output: torch.Tensor, lr_shape: tuple[int, ...], scale: int, name: str) -> None:

@@ -21,7 +21,6 @@ from torch import nn
 from sr_bench.checkpoint_files import (  # noqa: F401  (re-exported: callers use weights.<name>)
     URL_BASE_ENV,
     CheckpointStatus,
-    catalogue,
     checkpoint_status,
     download_url,
     find_checkpoint,

@@ -92,8 +92,18 @@ def specs_dir() -> Path:
 def require_file(path: Path) -> Path:
     """``path`` if it is a file; otherwise skip the test naming it (fail under ``SRBENCH_REQUIRE_ASSETS=1``)."""
     if not path.is_file():
-        missing_asset(f"file {path}", "a large test asset: see README 'Tests' for where it comes from")
+        missing_asset(f"file {path}", _hint_for(path))
     return path
+
+
+def _hint_for(path: Path) -> str:
+    """Which variable and source a missing file belongs to, judged by the folder it was looked for in."""
+    data_roots = (paths.builtin_data_root(), SHARED / "data", _configured("SRBENCH_DATA", SHARED / "data"))
+    if any(path.resolve().is_relative_to(root.resolve()) for root in data_roots):
+        return f"only Set5 is built in: set SRBENCH_DATA to a folder holding the rest; {_SOURCES['SRBENCH_DATA']}"
+    if path.resolve().is_relative_to(_configured("SRBENCH_FIXTURES", SHARED / "fixtures")):
+        return f"set SRBENCH_FIXTURES; {_SOURCES['SRBENCH_FIXTURES']}"
+    return "a large test asset: see README 'Tests' for where it comes from"
 
 
 def require_dataset(data_root: Path, folder: str) -> Path:
@@ -111,7 +121,7 @@ def set5_quality_refs() -> dict[str, dict[str, dict[str, float]]]:
     The official-pipeline Set5 references (one torch thread), read from the shipped copy of the spec.
     """
     refs: dict[str, dict[str, dict[str, float]]] = {}
-    row = re.compile(r"^\| (\w+) \| \**(\w+)\** \| [^|]* \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$")
+    row = re.compile(r"^\| (\w+) \| \**(\w+)\** \|[^|]*\| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \| ([\d.]+) \|$")
     for line in (TEST_DATA / "quality_refs.md").read_text().splitlines():
         if match := row.match(line):
             model, image, *values = match.groups()

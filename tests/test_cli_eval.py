@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from conftest import require_dataset
 
-from sr_bench.cli import datasets as datasets_cli
+from sr_bench import datasets as datasets_mod
 from sr_bench.cli.app import app
 from sr_bench.datasets import get_dataset_spec
 
@@ -85,7 +85,8 @@ def test_eval_resume_through_the_cli(env: Path, tmp_path: Path) -> None:
 
 
 def test_eval_without_model_runs_every_model_with_a_checkpoint(env: Path, weights_dir: Path, tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                no_builtin_weights: None) -> None:
     only = tmp_path / "only-rfdn"
     only.mkdir()
     os.symlink(weights_dir / "team00_rfdn.pth", only / "team00_rfdn.pth")
@@ -158,7 +159,7 @@ def test_datasets_pull_from_a_local_server(www: tuple[str, Path], data_dir: Path
          {"DIV2K_valid_LR_bicubic/X4/0801x4.png": (set5 / "LR_bicubic/X4/babyx4.png").read_bytes()})
     official = get_dataset_spec("div2k-valid")
     one_image = replace(official, count=1, archives=tuple(replace(a, images=1) for a in official.archives))
-    monkeypatch.setattr(datasets_cli, "get_dataset_spec", lambda name: one_image)
+    monkeypatch.setattr(datasets_mod, "get_dataset_spec", lambda name: one_image)  # read when the command runs
     result = run("datasets", "pull", "div2k-valid", "--data-root", tmp_path / "data", "--base-url", url)
     assert result.exit_code == 0, result.output
     assert "div2k-valid: 1 images in" in result.stdout and "DIV2K_valid_LR_bicubic/X4" in result.stdout

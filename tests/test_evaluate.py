@@ -18,12 +18,16 @@ from torch import Tensor, nn
 from conftest import require_dataset
 
 from sr_bench import evaluate as ev
-from sr_bench.datasets import custom_dataset, resolve_dataset
+from sr_bench import pipeline, tiling
+from sr_bench.datasets import custom_dataset, load_pair, lr_cache_dir, resolve_dataset
 from sr_bench.errors import DatasetError, DeviceError, ModelSpecError, ResultsError, UsageError
-from sr_bench.evaluate import EvalEvent, EvalOptions, evaluate, evaluate_all, tiled_forward
+from sr_bench.eval_all import available_models, evaluate_all
+from sr_bench.eval_config import EvalConfig, EvalOptions
+from sr_bench.evaluate import EvalEvent, evaluate
 from sr_bench.images import read_rgb_u8, to_input, to_uint8
 from sr_bench.models import CheckpointInfo, LoadedModel
 from sr_bench.results import load_records
+from sr_bench.tiling import tiled_forward
 from sr_bench.timing import pinned_threads
 from sr_bench.zoo import ModelSpec
 
@@ -69,7 +73,7 @@ def _log_rows(path: Path) -> list[dict]:
 
 @pytest.mark.parametrize(("length", "tile", "overlap"), [(5, 16, 4), (16, 16, 4), (37, 16, 4), (100, 24, 10), (53, 9, 0)])
 def test_tile_spans_partition_the_axis_with_margins(length: int, tile: int, overlap: int) -> None:
-    spans = ev._tile_spans(length, tile, overlap)
+    spans = tiling._tile_spans(length, tile, overlap)
     assert spans[0][1] == 0 and spans[-1][2] == length
     assert all(a[2] == b[1] for a, b in zip(spans, spans[1:]))  # owned ranges are contiguous
     for i, (start, own0, own1) in enumerate(spans):
@@ -103,7 +107,7 @@ def rfdn_set5(data_dir: Path, weights_dir: Path, tmp_path_factory: pytest.TempPa
     try:
         results = tmp_path_factory.mktemp("rfdn")
         options = EvalOptions(results_dir=results, exec="eager", threads=1)
-        (result,) = evaluate_all(["rfdn"], ["set5"], options, data_root=data_dir, device="cpu")
+        (result,) = evaluate_all(EvalConfig(options, data_dir, models=["rfdn"], datasets=["set5"], device="cpu"))
     finally:
         mp.undo()
     return result
@@ -157,7 +161,7 @@ def test_generated_lr_protocols_and_saved_sr(tmp_path: Path, data_dir: Path) -> 
     assert rec["data"]["lr_source"] == "generated" and rec["runtime_ms"]["warmup_samples"] == []
     assert len(list((tmp_path / "results/lr-cache").rglob("*.png"))) == 2
     saved = tmp_path / "sr/tiny_x4/set14/baboon.png"
-    lr, _ = ev.load_pair(ds.pairs[0], 4, ev.lr_cache_dir(tmp_path / "results"))
+    lr, _ = load_pair(ds.pairs[0], 4, lr_cache_dir(tmp_path / "results"))
     with torch.inference_mode(), pinned_threads(1):  # the run's thread count: summation order moves a few values
         expected = to_uint8(loaded.module(to_input(lr, 1.0, CPU)), 1.0).permute(1, 2, 0).numpy()
     assert np.array_equal(read_rgb_u8(saved), expected)
@@ -221,7 +225,7 @@ def test_resume_refuses_a_log_of_another_checkpoint(tmp_path: Path, data_dir: Pa
 
 def test_disk_full_while_saving_is_clear_and_keeps_the_log(tmp_path: Path, data_dir: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    real = ev.write_png
+    real = pipeline.write_png
     calls = []
 
     def fill_up(path: Path, array: np.ndarray) -> None:
@@ -230,7 +234,7 @@ def test_disk_full_while_saving_is_clear_and_keeps_the_log(tmp_path: Path, data_
             raise ResultsError(f"cannot write image {path}") from OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real(path, array)
 
-    monkeypatch.setattr(ev, "write_png", fill_up)
+    monkeypatch.setattr(pipeline, "write_png", fill_up)
     with pytest.raises(ResultsError, match=r"disk full while writing SR image .*butterfly\.png.*rerun with --resume"):
         evaluate(_loaded(), resolve_dataset("set5", data_dir, 4), CPU, _options(tmp_path, save_sr=tmp_path / "sr"))
     log = next((tmp_path / "results/runs").glob("*.jsonl"))
@@ -262,14 +266,14 @@ def test_corrupt_image_stops_before_any_work_or_is_skipped(tmp_path: Path, data_
 def test_image_that_fails_to_decode_mid_run_is_skipped_or_stops(tmp_path: Path, data_dir: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     ds = resolve_dataset("set5", data_dir, 4)
-    real = ev.load_pair
+    real = pipeline.load_pair
 
     def flaky(pair, scale, cache):  # passes the header check, fails to decode (e.g. a damaged IDAT stream)
         if pair.name == "bird":
             raise DatasetError(f"cannot decode image {pair.hr_path}: broken data stream")
         return real(pair, scale, cache)
 
-    monkeypatch.setattr(ev, "load_pair", flaky)
+    monkeypatch.setattr(pipeline, "load_pair", flaky)
     events: list[EvalEvent] = []
     rec = evaluate(_loaded(), ds, CPU, _options(tmp_path, limit=3, skip_bad=True), progress=events.append).record
     assert [r["name"] for r in rec["images"]] == ["baby", "butterfly"] and rec["skipped"][0]["name"] == "bird"
@@ -312,15 +316,15 @@ def test_tiled_run_is_recorded_and_matches_untiled(tmp_path: Path, data_dir: Pat
 # ----------------------------------------------------------------------------------- several models / usage
 
 
-def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      no_builtin_weights: None) -> None:
     only_rfdn = tmp_path / "w"
     only_rfdn.mkdir()
     os.symlink(weights_dir / "team00_rfdn.pth", only_rfdn / "team00_rfdn.pth")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SRBENCH_WEIGHTS", str(only_rfdn))
-    assert ev.available_models() == ["rfdn"]
-    assert ev.available_models(scale=3) == []
+    assert available_models() == ["rfdn"]
+    assert available_models(scale=3) == []
 
 
 @pytest.mark.parametrize(
@@ -333,8 +337,7 @@ def test_available_models_are_those_with_a_checkpoint(tmp_path: Path, weights_di
 def test_usage_errors(kwargs: dict, message: str, data_dir: Path) -> None:
     args = {"models": ["rfdn"], "datasets": ["set5"]} | kwargs
     with pytest.raises(UsageError, match=message):
-        evaluate_all(args.pop("models"), args.pop("datasets"), EvalOptions(results_dir=Path("r")), data_root=data_dir,
-                     **args)
+        evaluate_all(EvalConfig(EvalOptions(results_dir=Path("r")), data_dir, **args))
 
 
 def test_options_reject_bad_values() -> None:

@@ -18,7 +18,9 @@ import torch
 
 from conftest import require_file
 from sr_bench.datasets import resolve_dataset
-from sr_bench.evaluate import EvalEvent, EvalOptions, evaluate, fp32_reference
+from sr_bench.eval_config import EvalOptions
+from sr_bench.evaluate import EvalEvent, evaluate
+from sr_bench.fp32_reference import fp32_reference
 from sr_bench.execution import AUTO_TOLERANCE
 from sr_bench.models import LoadedModel, resolve_model
 

@@ -75,7 +75,7 @@ def test_unknown_name_without_close_match_points_to_listing():
 
 
 def test_unsupported_scale_names_supported_scales():
-    with pytest.raises(ModelSpecError, match=r"'lgvan' does not support x2; supported: x4 \(use --scale\)"):
+    with pytest.raises(ModelSpecError, match=r"'lgvan' does not support x2; supported: x4 \(drop --scale for its default x4\)$"):
         get_spec("lgvan").check_scale(2)
     with pytest.raises(ModelSpecError, match="supported: x2, x3, x4"):
         get_spec("dlgsanet-tiny").build(8)

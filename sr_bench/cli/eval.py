@@ -54,7 +54,7 @@ def eval_cmd(
     ] = None,
     dataset: Annotated[
         Optional[str],
-        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (div2k/lsdir = test split if present, else valid)."),
+        typer.Option("--dataset", help="Dataset(s), comma-separated: see 'srbench datasets' (default: set5, built in; div2k/lsdir = test split if present, else valid)."),
     ] = None,
     data_root: Annotated[
         Optional[Path], typer.Option("--data-root", help="Where named datasets live (default: $SRBENCH_DATA or ./datasets).")
@@ -86,38 +86,38 @@ def eval_cmd(
 
     Example: srbench eval --model lgvan --dataset set14 --data-root ../shared/data
     """
-    from sr_bench.evaluate import EvalOptions, evaluate_all  # torch: imported when the command runs
+    from sr_bench.eval_all import evaluate_all  # torch: imported when the command runs
+    from sr_bench.eval_config import EvalConfig, EvalOptions
 
     models, datasets = _names(model), _names(dataset)
-    if json_path is not None and (len(models) != 1 or len(datasets) + (hr is not None) != 1):
+    if json_path is not None and (len(models) != 1 or (len(datasets) + (hr is not None) or 1) != 1):  # none: set5
         raise UsageError("--json takes one --model and one dataset; every run's record is also saved under --results")
-    options = EvalOptions(
-        results_dir=results_dir(results),
-        protocol=protocol,
-        exec=exec_mode,
-        threads=threads,
-        limit=limit,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        save_sr=save_sr,
-        skip_bad=skip_bad,
-        resume=resume,
+    config = EvalConfig(
+        options=EvalOptions(
+            results_dir=results_dir(results),
+            protocol=protocol,
+            exec=exec_mode,
+            threads=threads,
+            limit=limit,
+            tile=tile,
+            tile_overlap=tile_overlap,
+            save_sr=save_sr,
+            skip_bad=skip_bad,
+            resume=resume,
+        ),
+        data_root=default_data_root(data_root),
+        models=models,
+        datasets=datasets,
+        hr_dir=hr,
+        lr_dir=lr,
+        scale=scale,
+        weights=weights,
+        data_range=data_range,
+        model_args=model_args,
+        device=device,
     )
     with _ProgressView() as view:
-        runs = evaluate_all(
-            models or None,
-            datasets,
-            options,
-            data_root=default_data_root(data_root),
-            hr_dir=hr,
-            lr_dir=lr,
-            scale=scale,
-            weights=weights,
-            data_range=data_range,
-            model_args=model_args,
-            device=device,
-            progress=view.update,
-        )
+        runs = evaluate_all(config, progress=view.update)
     for run in runs:
         _render(run)
     if json_path is not None:

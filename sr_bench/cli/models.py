@@ -37,12 +37,12 @@ def models_ls(
         output.print_json(rows)
         return
     table = Table(title="srbench model zoo", box=box.SIMPLE_HEAD,
-                  caption="params: counted on the built network; checkpoint: verified = official sha256 matches")
-    for column, justify in [("model", "left"), ("params", "right"), ("range", "right"), ("checkpoint", "left"),
-                            ("file", "left")]:
-        table.add_column(column, justify=justify, no_wrap=column != "checkpoint", overflow="fold")
+                  caption="params: counted on the built network; checkpoint: verified = official sha256 matches "
+                          "(files and sources: srbench weights list)")
+    for column, justify in [("model", "left"), ("params", "right"), ("input range", "right"), ("checkpoint", "left")]:
+        table.add_column(column, justify=justify, no_wrap=True)
     for row in rows:
         style = STATUS_STYLE[row["status"]]
         table.add_row(f"{row['model']} x{row['scale']}", f"{row['params']:,}", f"[0, {row['data_range']:g}]",
-                      f"[{style}]{status_label(row)}[/]", row["file"] or "-")
+                      f"[{style}]{status_label(row)}[/]")
     output.out.print(table)

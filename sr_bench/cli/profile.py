@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
+from sr_bench.checkpoint_files import checkpoint_label
 from sr_bench.cli import output
 from sr_bench.cli.options import (
     DataRangeOpt,
@@ -123,7 +125,7 @@ def _render(result: ProfileResult) -> None:
     table = Table(title=title, caption=rec["protocol_description"])
     table.add_column("metric")
     table.add_column("value", justify="right")
-    table.add_column("how")
+    table.add_column("how", overflow="fold")  # paths fold, never cut
 
     def mark(key: str) -> str:
         if key not in published:
@@ -146,6 +148,9 @@ def _render(result: ProfileResult) -> None:
         how = "torch.cuda.max_memory_allocated" if rec["memory_kind"] == "cuda_max_allocated" else "process RSS peak (CPU)"
         table.add_row("Peak memory", "-" if memory is None else f"{memory:.2f} MiB", how)
     table.add_row("Threads", str(rec["exec"].get("threads") or "-"), f"CPU: {rec['env'].get('cpu_model') or '?'}")
+    ckpt = rec["checkpoint"]
+    table.add_row("Checkpoint", checkpoint_label(ckpt["path"], ckpt["verified"]),
+                  escape(ckpt["path"] or "none found: random weights"))
     output.out.print(table)
     if result.complexity.by_layer:
         _render_layers(result)

@@ -96,7 +96,8 @@ class ModelSpec:
         if scale not in self.scales:
             supported = ", ".join(f"x{s}" for s in self.scales)
             raise ModelSpecError(
-                f"model {self.name!r} does not support x{scale}; supported: {supported} (use --scale)"
+                f"model {self.name!r} does not support x{scale}; supported: {supported} "
+                f"(drop --scale for its default x{self.default_scale})"
             )
         return scale
 
