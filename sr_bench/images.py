@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sr_bench.errors import DatasetError
+from sr_bench.errors import DatasetError, NonFiniteOutputError
 from sr_bench.results import atomic_write_bytes
 
 _SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L"}
@@ -133,6 +133,22 @@ def to_input(
     u8 = torch.from_numpy(np.array(rgb_u8, dtype=np.uint8, order="C")).to(device)  # a copy: inputs may be read-only
     x = (u8.permute(2, 0, 1).unsqueeze(0).to(torch.float64) / divisor).to(torch.float32)
     return x.to(dtype).contiguous()
+
+
+def check_finite(sr: torch.Tensor, model: str, image: str) -> None:
+    """Raise ``NonFiniteOutputError`` when a raw model output holds NaN or Inf.
+
+    ``to_uint8`` clamps, so NaN would become ordinary pixels and a broken model a normal-looking PSNR; this check
+    runs on the raw output first.
+    """
+    if bool(torch.isfinite(sr).all()):
+        return
+    bad = int(sr.numel() - torch.isfinite(sr).sum())
+    raise NonFiniteOutputError(
+        f"{model} gave a non-finite output for {image}: {bad:,} of {sr.numel():,} values are NaN/Inf (broken "
+        "weights, or an overflow in reduced precision)",
+        "fix the model, or rerun with --skip-bad to score the other images",
+    )
 
 
 def to_uint8(sr: torch.Tensor, data_range: float) -> torch.Tensor:

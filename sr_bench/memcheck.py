@@ -25,7 +25,7 @@ import copy
 import math
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import psutil
 import torch
@@ -34,6 +34,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from sr_bench.errors import DeviceError
+from sr_bench.images import to_uint8
+from sr_bench.metrics import image_metrics
 
 _GIB = 1024**3
 TILE_STEP = 8  # a suggested --tile is a multiple of this many LR pixels
@@ -112,10 +114,14 @@ class MemoryEstimator:
             return None
         return peak_tensor_bytes(self._model, _meta(shape, self.dtype))
 
-    def scoring_bytes(self, sr_shape: tuple[int, ...], score: Callable[[Tensor, Tensor], object]) -> int | None:
-        """Peak tensor bytes of ``score(sr, hr)`` for a float SR output of ``sr_shape`` and its uint8 HR."""
-        hr = _meta(tuple(sr_shape[-3:]), torch.uint8)
-        return peak_tensor_bytes(score, _meta(sr_shape, torch.float32), hr)
+    @staticmethod
+    def scoring_bytes(sr_shape: tuple[int, ...], data_range: float, crop_border: int) -> int | None:
+        """Peak tensor bytes of scoring one fp32 SR output of ``sr_shape`` (``to_uint8``, then the four metrics
+        against its uint8 HR), the output included."""
+        def score(sr: Tensor, hr: Tensor) -> object:
+            return image_metrics(to_uint8(sr, data_range), hr, crop_border=crop_border)
+
+        return peak_tensor_bytes(score, _meta(sr_shape, torch.float32), _meta(tuple(sr_shape[-3:]), torch.uint8))
 
 
 def free_bytes(device: torch.device) -> int | None:
@@ -138,36 +144,56 @@ def _gib(nbytes: int) -> str:
 
 @dataclass(frozen=True)
 class EvalFit:
-    """What one image of an eval needs: the forward (tiled or not) and the scoring of its output."""
+    """What evaluating one image needs at its worst moment, in bytes.
 
-    forward: int
-    scoring: int
-    concurrent: bool  # CPU: the previous image is scored while the next forward runs, so the two add up
+    CUDA scores on the GPU between forwards, so the peak is the larger of the two. On CPU the finisher's
+    ``scorers`` threads score earlier outputs while the next forward runs, and up to ``queued`` raw outputs wait
+    for them: all of that can be alive at once.
+    """
+
+    forward: int  # one forward, tiled or not
+    scoring: int  # converting and scoring one output
+    output: int  # one raw fp32 output
+    scorers: int = 0  # 0: scored on the device between forwards
+    queued: int = 0
 
     @property
     def total(self) -> int:
-        return self.forward + self.scoring if self.concurrent else max(self.forward, self.scoring)
+        if not self.scorers:
+            return max(self.forward, self.scoring)
+        return self.forward + self.scorers * self.scoring + self.queued * self.output
+
+    def tiled(self, forward: int) -> EvalFit:
+        return replace(self, forward=forward)
+
+
+def estimate_eval(estimator: MemoryEstimator, lr_size: tuple[int, int], device: torch.device, *, scale: int,
+                  data_range: float, tile: int | None, scorers: int, queued: int) -> EvalFit | None:
+    """The memory of one image with LR ``lr_size`` (``scorers``/``queued``: see :class:`EvalFit`, CPU only)."""
+    h, w = lr_size
+    scoring = estimator.scoring_bytes((1, 3, h * scale, w * scale), data_range, scale)
+    forward = _tiled_bytes(estimator, lr_size, scale, tile) if tile else estimator.forward_bytes((1, 3, h, w))
+    if scoring is None or forward is None:
+        return None
+    on_cpu = device.type == "cpu"
+    return EvalFit(forward, scoring, 3 * h * w * scale * scale * 4, scorers if on_cpu else 0, queued if on_cpu else 0)
 
 
 def check_eval_fits(estimator: MemoryEstimator, lr_size: tuple[int, int], device: torch.device, *, scale: int,
-                    tile: int | None, overlap: int, score: Callable[[Tensor, Tensor], object],
-                    model: str, image: str) -> None:
+                    data_range: float, tile: int | None, overlap: int, scorers: int, queued: int, model: str,
+                    image: str) -> None:
     """Raise ``DeviceError`` when evaluating an image with LR ``lr_size`` (the largest of the set) would not fit
     in the free memory of ``device``, suggesting a ``--tile`` that fits; do nothing when nothing can be said."""
     free = free_bytes(device)
-    h, w = lr_size
-    sr_shape = (1, 3, h * scale, w * scale)
-    scoring = estimator.scoring_bytes(sr_shape, score)
-    forward = _tiled_bytes(estimator, lr_size, scale, tile) if tile else estimator.forward_bytes((1, 3, h, w))
-    if free is None or scoring is None or forward is None:
-        return
-    fit = EvalFit(forward, scoring, concurrent=device.type == "cpu")
-    if fit.total <= free:
+    fit = estimate_eval(estimator, lr_size, device, scale=scale, data_range=data_range, tile=tile, scorers=scorers,
+                        queued=queued)
+    if free is None or fit is None or fit.total <= free:
         return
     tiling = f", --tile {tile}" if tile else ""
-    what = (f"{model} needs about {_gib(fit.total)} of {device.type.upper()} memory for {image} (LR {h}x{w}{tiling}; "
-            f"{_gib(scoring)} of it to score the SR image) and {_gib(free)} is free")
-    suggestion = None if scoring > free else _fitting_tile(estimator, lr_size, scale, overlap, free, fit)
+    what = (f"{model} needs about {_gib(fit.total)} of {device.type.upper()} memory for {image} (LR "
+            f"{lr_size[0]}x{lr_size[1]}{tiling}; scoring one SR image takes {_gib(fit.scoring)}) and {_gib(free)} "
+            "is free")
+    suggestion = _fitting_tile(estimator, lr_size, scale, overlap, free, fit)
     if suggestion is None:
         raise DeviceError(f"{what}; no --tile above --tile-overlap {overlap} fits: use a machine with more memory "
                           "or smaller images")
@@ -201,14 +227,17 @@ def _fitting_tile(estimator: MemoryEstimator, lr_size: tuple[int, int], scale: i
     if small is None or large is None:
         return None
     per_pixel = max(large - small, 1) / (3 * PROBE_TILE**2)
-    room = free - _stitch_bytes(estimator, lr_size, scale) - (fit.scoring if fit.concurrent else 0)
+    stitch = _stitch_bytes(estimator, lr_size, scale)
+    if fit.tiled(stitch).total > free:  # scoring and the stitched output alone do not fit: no tile can help
+        return None
+    room = free - stitch - (fit.total - fit.forward if fit.scorers else 0)
     n = int(math.sqrt(max(room, 0) / per_pixel)) // TILE_STEP * TILE_STEP
     n = min(n, max(lr_size) // TILE_STEP * TILE_STEP)
     while n >= floor:
         forward = _tiled_bytes(estimator, lr_size, scale, n)
         if forward is None:
             return None
-        need = EvalFit(forward, fit.scoring, fit.concurrent).total
+        need = fit.tiled(forward).total
         if need <= free:
             return n, need
         n = int(n * 0.8) // TILE_STEP * TILE_STEP

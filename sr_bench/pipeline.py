@@ -1,15 +1,18 @@
-"""The threads around the timed forward: decoding ahead of the model, and scoring/saving/logging behind it.
+"""The work around the timed forward: decoding ahead of the model, and scoring/saving/logging behind it.
 
-* :class:`Prefetcher` decodes the next pairs (and generates LR for sets that ship none) into a small queue,
-  as :class:`Decoded` items, or :class:`Failed` ones for pairs it could not read (the loop decides whether that
-  stops the run or is skipped).
-* :class:`Finisher` takes each forward's output in order, as :class:`Unscored` (the raw output, converted and
-  scored here: CPU) or :class:`Scored` (scored already: CUDA), saves the SR PNG (``--save-sr``) and appends the
-  row to the run log. A row reaches the log only after its PNG is on disk, so the log is exactly what is
-  finished.
+* :class:`Prefetcher` decodes the next pairs (and generates LR for sets that ship none) in a small pool of worker
+  threads and hands them to the model in dataset order, as :class:`Decoded` items, or :class:`Failed` ones for
+  pairs it could not read (the loop decides whether that stops the run or is skipped).
+* :class:`Finisher` takes each forward's output, as :class:`Unscored` (the raw output, converted and scored
+  here: CPU) or :class:`Scored` (scored already: CUDA), and in its own pool saves the SR PNG (``--save-sr``) and
+  appends the row to the run log. A row reaches the log only after its PNG is on disk, so the log is exactly
+  what is finished; rows may be logged out of dataset order (the record puts them back in order).
 
-Both threads are daemons running at the lowest priority, so on a busy CPU the model's thread wins and they take
-only the cycles it leaves.
+Pool sizes come from :func:`worker_count`: the cores the model leaves free (at least one each), so on a GPU
+run (where the model needs one CPU thread) decoding, PNG encoding and CPU scoring use the rest of the machine.
+Every worker runs at the lowest priority, so on a busy CPU the model's thread wins and they take only the
+cycles it leaves. Per-image numbers do not depend on the pool size: each image is scored by one thread, with
+the same torch operations as before.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,8 +34,9 @@ from sr_bench.errors import SrBenchError
 from sr_bench.images import write_png
 from sr_bench.runlog import RunLog, write_error
 
-PREFETCH_DEPTH = 2  # decoded images waiting for the model (each DIV2K pair is ~10 MB)
-WRITE_DEPTH = 8  # finished images waiting for the writer; the model only waits when the disk is far behind
+PREFETCH_DEPTH = 2  # decoded images waiting for the model beyond one per worker (each DIV2K pair is ~10 MB)
+WRITE_DEPTH = 8  # finished images waiting for the finisher; the model only waits when the disk is far behind
+MAX_WORKERS = 8  # per pool: more threads than this only add memory (queued images) on a PNG-bound run
 BACKGROUND_NICE = 19  # background threads take only the cycles the timed model leaves (0 = normal, 19 = lowest)
 
 
@@ -70,7 +76,16 @@ class Scored:
 
 Score = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, dict]]
 
-_DONE = object()
+
+def worker_count(device: torch.device, model_threads: int | None) -> int:
+    """Threads per pool: the cores the model leaves free, at least 1 and at most ``MAX_WORKERS``.
+
+    A CPU model takes ``model_threads`` cores (all of them when None); a GPU model takes one (the thread that
+    drives it).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = (model_threads or cores) if device.type == "cpu" else 1
+    return max(1, min(MAX_WORKERS, cores - busy))
 
 
 def _lower_priority() -> None:
@@ -82,79 +97,80 @@ def _lower_priority() -> None:
         pass
 
 
+def _pool(workers: int, name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name, initializer=_lower_priority)
+
+
 class Prefetcher:
-    """Decodes pairs (and generates LR) in a background thread, a few images ahead of the model.
+    """Decodes pairs (and generates LR) in ``workers`` background threads, a few images ahead of the model,
+    and yields them in dataset order.
 
     ``to_input`` turns each decoded LR image into what the model's thread wants (the device policy's
-    ``prefetch_input``: the model input on CPU, the array itself on CUDA).
+    ``prefetch_input``: the model input on CPU, the array itself on CUDA). Decoding starts on construction, so
+    the first images are read while the model warms up.
     """
 
     def __init__(self, pairs: list[CheckedPair], scale: int, cache_dir: Path,
-                 to_input: Callable[[np.ndarray], np.ndarray | torch.Tensor]) -> None:
-        self._pairs = pairs
+                 to_input: Callable[[np.ndarray], np.ndarray | torch.Tensor], workers: int = 1) -> None:
         self._scale = scale
         self._cache = cache_dir
         self._to_input = to_input
-        self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="srbench-prefetch", daemon=True)
-        self._thread.start()
+        self._pending = iter(pairs)
+        self._ahead: deque[Future[Decoded | Failed]] = deque()
+        self._depth = workers + PREFETCH_DEPTH
+        self._pool = _pool(workers, "srbench-decode")
+        self._top_up()
 
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _load(self, checked: CheckedPair) -> Decoded | Failed:
+        try:
+            lr, hr = load_pair(checked.pair, self._scale, self._cache)
+            return Decoded(checked, self._to_input(lr), hr)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
+            return Failed(checked, exc)
 
-    def _run(self) -> None:
-        _lower_priority()
-        for checked in self._pairs:
-            try:
-                lr, hr = load_pair(checked.pair, self._scale, self._cache)
-                item: Decoded | Failed = Decoded(checked, self._to_input(lr), hr)
-            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
-                item = Failed(checked, exc)
-            if not self._put(item):
-                return
-        self._put(_DONE)
+    def _top_up(self) -> None:
+        while len(self._ahead) < self._depth and (checked := next(self._pending, None)) is not None:
+            self._ahead.append(self._pool.submit(self._load, checked))
 
     def __iter__(self) -> Iterator[Decoded | Failed]:
-        while (item := self._queue.get()) is not _DONE:
+        while self._ahead:
+            item = self._ahead.popleft().result()
+            self._top_up()
             yield item
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+        """Stop decoding: queued pairs are dropped, the ones being decoded finish (they are short)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._ahead.clear()
 
 
 class Finisher:
-    """Scores (when given :class:`Unscored`), saves and logs finished images in order, off the model's thread.
+    """Scores (when given :class:`Unscored`), saves and logs finished images in ``workers`` threads.
 
-    The first failure stops it (later items are dropped, never logged) and is raised on the main thread, so the
-    log never holds an image whose PNG is missing.
+    The first failure stops it (items not started yet are dropped, never logged) and is raised on the main
+    thread, so the log never holds an image whose PNG is missing. At most ``WRITE_DEPTH`` images are queued or
+    in progress; :meth:`submit` waits for a free slot beyond that.
     """
 
-    def __init__(self, log: RunLog, save_dir: Path | None, score: Score) -> None:
+    def __init__(self, log: RunLog, save_dir: Path | None, score: Score, workers: int = 1) -> None:
         self._log = log
         self._save_dir = save_dir
         self._score = score
-        self._in: queue.Queue = queue.Queue(maxsize=WRITE_DEPTH)
+        self._pool = _pool(workers, "srbench-finish")
+        self._slots = threading.Semaphore(WRITE_DEPTH)
+        self._lock = threading.Lock()  # the run log and ``error``
         self._out: queue.Queue = queue.Queue()
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="srbench-finisher", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
-        _lower_priority()
-        while (item := self._in.get()) is not _DONE:
+    def _run(self, item: Scored | Unscored) -> None:
+        try:
             if self.error is None:
-                try:
-                    self._finish(item)
-                except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
-                    self.error = exc
+                self._finish(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+            with self._lock:
+                self.error = self.error or exc
+        finally:
+            self._slots.release()
 
     def _finish(self, item: Scored | Unscored) -> None:
         row = item.row
@@ -170,16 +186,20 @@ class Finisher:
                 write_png(target, sr.permute(1, 2, 0).numpy())
             except (OSError, SrBenchError) as exc:
                 raise write_error(exc, target, "SR image") from None
-        try:
-            self._log.append(row)
-        except OSError as exc:
-            raise write_error(exc, self._log.path, "run log") from None
+        with self._lock:
+            if self.error is not None:
+                return  # another image failed first: the run stops, and this one is run again on --resume
+            try:
+                self._log.append(row)
+            except OSError as exc:
+                raise write_error(exc, self._log.path, "run log") from None
         self._out.put(row)
 
     def submit(self, item: Scored | Unscored) -> None:
         """Queue one finished forward (raises the finisher's first failure, if any, instead)."""
         self.check()
-        self._in.put(item)
+        self._slots.acquire()
+        self._pool.submit(self._run, item)
 
     def finished(self) -> list[dict]:
         rows = []
@@ -195,5 +215,4 @@ class Finisher:
 
     def drain(self) -> None:
         """Finish everything queued and stop; runs after Ctrl-C too, so finished images stay logged."""
-        self._in.put(_DONE)
-        self._thread.join()
+        self._pool.shutdown(wait=True)

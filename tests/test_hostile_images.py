@@ -16,13 +16,15 @@ from typer.testing import CliRunner
 
 from sr_bench import memcheck
 from sr_bench.cli.app import app
-from sr_bench.datasets import check_pairs, custom_dataset, sixteen_bit_warning
-from sr_bench.errors import DatasetError, DeviceError
-from sr_bench.images import is_sixteen_bit, read_rgb_u8, to_uint8
-from sr_bench.memcheck import MemoryEstimator, check_eval_fits, check_profile_fits, peak_tensor_bytes
-from sr_bench.metrics import image_metrics
-from sr_bench.models import resolve_model
+from sr_bench.datasets import check_pairs, custom_dataset, resolve_dataset, sixteen_bit_warning
+from sr_bench.errors import DatasetError, DeviceError, NonFiniteOutputError
+from sr_bench.eval_config import EvalOptions
+from sr_bench.evaluate import evaluate
+from sr_bench.images import is_sixteen_bit, read_rgb_u8
+from sr_bench.memcheck import MemoryEstimator, check_eval_fits, check_profile_fits, estimate_eval, peak_tensor_bytes
+from sr_bench.models import CheckpointInfo, LoadedModel, resolve_model
 from sr_bench.profile import ProfileRequest, run_profile
+from sr_bench.zoo import ModelSpec
 
 TINY = str(Path(__file__).parent / "data" / "user_net.py") + ":TinyNet"
 CPU = torch.device("cpu")
@@ -98,10 +100,6 @@ def test_eval_with_a_bomb_stops_named_or_skips_it(bomb_set: Path, tiny_weights: 
 # ------------------------------------------------------------------------------ item 11: memory check
 
 
-def _score(sr: torch.Tensor, hr: torch.Tensor) -> object:
-    return image_metrics(to_uint8(sr, 1.0), hr, crop_border=4)
-
-
 def test_live_tensor_bytes_follow_allocation_and_release() -> None:
     def fn(x: torch.Tensor) -> torch.Tensor:
         a = x * 2  # 4 KiB more
@@ -128,20 +126,23 @@ def test_estimate_grows_with_the_pixels_and_never_touches_the_model() -> None:
 
 def test_an_image_too_large_for_memory_is_an_error_that_suggests_a_tile(monkeypatch: pytest.MonkeyPatch) -> None:
     estimator = MemoryEstimator(resolve_model(TINY).module)
-    fits = estimator.forward_bytes((1, 3, 600, 800))
-    scoring = estimator.scoring_bytes((1, 3, 2400, 3200), _score)
-    assert fits is not None and scoring is not None
-    free = scoring + int(fits * 0.9)  # scoring fits, the untiled forward on top of it does not, a tiled one does
+    kw = {"scale": 4, "data_range": 1.0, "scorers": 2, "queued": 8}
+    fit = estimate_eval(estimator, (600, 800), CPU, tile=None, **kw)
+    assert fit is not None and fit.output == 3 * 2400 * 3200 * 4
+    assert fit.total == fit.forward + 2 * fit.scoring + 8 * fit.output  # CPU: scoring overlaps the next forward
+    on_gpu = estimate_eval(estimator, (600, 800), torch.device("cuda"), tile=None, **kw)
+    assert on_gpu is not None and on_gpu.total == max(fit.forward, fit.scoring)  # scored between forwards
+    free = fit.total - fit.forward + int(fit.forward * 0.9)  # everything but the untiled forward fits
     monkeypatch.setattr(memcheck, "free_bytes", lambda device: free)
-    kw = {"scale": 4, "overlap": 32, "score": _score, "model": "tiny", "image": "huge"}
+    kw |= {"overlap": 32, "model": "tiny", "image": "huge"}
     with pytest.raises(DeviceError, match=r"tiny needs about [\d.]+ GiB of CPU memory for huge \(LR 600x800; "
-                                          r"[\d.]+ GiB of it to score the SR image\) and [\d.]+ GiB is free: "
+                                          r"scoring one SR image takes [\d.]+ GiB\) and [\d.]+ GiB is free: "
                                           r"rerun with --tile (\d+) \(about") as info:
         check_eval_fits(estimator, (600, 800), CPU, tile=None, **kw)
     tile = int(str(info.value).split("--tile ")[1].split()[0])
     assert tile % 8 == 0 and 32 < tile < 800
     check_eval_fits(estimator, (600, 800), CPU, tile=tile, **kw)  # the suggestion fits
-    monkeypatch.setattr(memcheck, "free_bytes", lambda device: scoring // 2)
+    monkeypatch.setattr(memcheck, "free_bytes", lambda device: fit.scoring)
     with pytest.raises(DeviceError, match=r"no --tile above --tile-overlap 32 fits: use a machine with more memory"):
         check_eval_fits(estimator, (600, 800), CPU, tile=None, **kw)
     monkeypatch.setattr(memcheck, "free_bytes", lambda device: None)  # the device does not say: no check
@@ -214,3 +215,64 @@ def test_a_dataset_with_sixteen_bit_images_gets_one_warning(tmp_path: Path) -> N
         "would keep uint16 and scale it as 8-bit, so no official number exists for them"
     )
     assert sixteen_bit_warning([c for c in checked if not c.sixteen_bit], "custom") is None
+
+
+# --------------------------------------------------------------------- item 2: non-finite model outputs
+
+
+class NanOnButterfly(torch.nn.Module):
+    """A fine x4 net except on one image (butterfly, the only 64x64 LR of Set5), where it returns NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.up = torch.nn.Upsample(scale_factor=4, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.up(x)
+        return out * float("nan") if x.shape[-2:] == (64, 64) else out
+
+
+def _eval_options(tmp_path: Path, **kw: object) -> EvalOptions:
+    return EvalOptions(results_dir=tmp_path / "results", exec="eager", threads=1, protocol="ntire2023", **kw)
+
+
+@pytest.mark.parametrize(("poison", "count"), [("all", "786,432 of 786,432"), ("one", "16,384 of 786,432")])
+def test_non_finite_weights_stop_the_eval_naming_image_and_model(tmp_path: Path, data_dir: Path, poison: str,
+                                                                  count: str) -> None:
+    state = resolve_model(TINY).module.state_dict()
+    if poison == "all":
+        state = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
+    else:
+        state["tail.bias"][5] = float("nan")  # one of the 48 pre-shuffle channels: 1/48 of the SR values
+    path = tmp_path / "bad.pth"
+    torch.save(state, path)
+    loaded = resolve_model(TINY, weights=path, require_weights=True)
+    with pytest.raises(NonFiniteOutputError, match=rf"user_net\.py:TinyNet gave a non-finite output for baby: {count} values "
+                                                   r"are NaN/Inf .*; fix the model, or rerun with --skip-bad"):
+        evaluate(loaded, resolve_dataset("set5", data_dir, 4), CPU, _eval_options(tmp_path, limit=2))
+    assert not list((tmp_path / "results").glob("eval/*.json"))  # no record with a normal-looking PSNR
+
+
+def test_a_model_returning_nan_fails_that_image_like_a_bad_one(tmp_path: Path, data_dir: Path) -> None:
+    spec = ModelSpec(name="nanny", builder=lambda scale, **kw: NanOnButterfly(), scales=(4,), data_range=1.0)
+    loaded = LoadedModel(NanOnButterfly().eval(), spec, 4, 1.0, CheckpointInfo(None, None, None))
+    ds = resolve_dataset("set5", data_dir, 4)
+    with pytest.raises(NonFiniteOutputError, match=r"nanny gave a non-finite output for butterfly: 196,608 of 196,608"):
+        evaluate(loaded, ds, CPU, _eval_options(tmp_path))
+    record = evaluate(loaded, ds, CPU, _eval_options(tmp_path, skip_bad=True)).record
+    assert [r["name"] for r in record["images"]] == ["baby", "bird", "head", "woman"]
+    assert record["skipped"] == [{"name": "butterfly", "path": str(ds.pairs[2].hr_path), "error": (
+        "nanny gave a non-finite output for butterfly: 196,608 of 196,608 values are NaN/Inf (broken weights, or an "
+        "overflow in reduced precision)")}]
+    assert all(np.isfinite(r["psnr_rgb"]) for r in record["images"])
+
+
+def test_eval_cli_with_nan_weights_is_one_line(tmp_path: Path, data_dir: Path) -> None:
+    state = {k: torch.full_like(v, float("nan")) for k, v in resolve_model(TINY).module.state_dict().items()}
+    torch.save(state, tmp_path / "nan.pth")
+    result = run("eval", "--model", TINY, "--weights", tmp_path / "nan.pth", "--dataset", "set5", "--data-root",
+                 data_dir, "--device", "cpu", "--threads", "1", "--limit", "1", "--results", tmp_path / "results")
+    assert result.exit_code == 1 and "Traceback" not in result.output and "bug in srbench" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert "nan.pth has non-finite weights: head.weight holds 432 NaN/Inf" in lines[0]  # the load warning first
+    assert lines[-1].startswith("Error: ") and "TinyNet gave a non-finite output for baby: 786,432 of" in lines[-1]
