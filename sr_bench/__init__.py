@@ -22,6 +22,7 @@ from sr_bench.errors import SrBenchError
 # Heavy submodules (torch, the zoo) load on first use, so `import sr_bench.errors` stays cheap.
 _LAZY = {
     "LoadedModel": "sr_bench.models",
+    "LoadOptions": "sr_bench.models",
     "load_model": "sr_bench.models",
     "resolve_model": "sr_bench.models",
     "ModelSpec": "sr_bench.zoo",
@@ -36,6 +37,7 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'sr_bench' has no attribute {name!r}")
 
 __all__ = [
+    "LoadOptions",
     "LoadedModel",
     "ModelSpec",
     "SrBenchError",

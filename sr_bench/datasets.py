@@ -308,13 +308,14 @@ def _image_files(folder: Path) -> list[Path]:
 _SCALE_SUFFIX = re.compile(r"^(?P<stem>.+?)x(?P<scale>\d+)$", re.IGNORECASE)
 
 
-def _lr_index(lr_dir: Path, scale: int) -> dict[str, Path]:
-    """LR files keyed by HR stem: ``0801x4.png`` and ``0801.png`` both key ``0801``.
+def _lr_index(lr_dir: Path, scale: int) -> dict[str, list[Path]]:
+    """LR files keyed by HR stem: ``0801x4.png`` and ``0801.png`` both key ``0801`` (both are kept, so that a
+    folder holding the two is an ambiguity the pairing names instead of a silent pick).
 
     A folder whose files all carry another scale's suffix means the wrong ``--scale`` (or the wrong folder),
     which is named here rather than surfacing later as a size mismatch.
     """
-    index: dict[str, Path] = {}
+    index: dict[str, list[Path]] = {}
     other_scales: set[int] = set()
     this_scale = False
     files = _image_files(lr_dir)
@@ -322,11 +323,11 @@ def _lr_index(lr_dir: Path, scale: int) -> dict[str, Path]:
         m = _SCALE_SUFFIX.match(path.stem)
         if m and int(m["scale"]) == scale:
             this_scale = True
-            index.setdefault(m["stem"], path)
+            index.setdefault(m["stem"], []).append(path)
         else:
             if m:
                 other_scales.add(int(m["scale"]))
-            index.setdefault(path.stem, path)
+            index.setdefault(path.stem, []).append(path)
     if other_scales and not this_scale:
         found = ", ".join(f"x{s}" for s in sorted(other_scales))
         raise DatasetError(
@@ -345,13 +346,18 @@ def _pairs(hr_dir: Path, lr_dir: Path | None, scale: int) -> list[ImagePair]:
     index = _lr_index(lr_dir, scale)
     pairs = []
     for hr in hr_files:
-        lr = index.get(hr.stem)
-        if lr is None:
+        candidates = index.get(hr.stem, [])
+        if not candidates:
             raise DatasetError(
                 f"no LR image for {hr.name} in {lr_dir} (expected {hr.stem}x{scale}{hr.suffix} or {hr.name}); "
                 "add it, or drop the LR folder to generate LR from HR"
             )
-        pairs.append(ImagePair(hr.stem, hr, lr))
+        if len(candidates) > 1:
+            names = " and ".join(p.name for p in candidates)
+            raise DatasetError(
+                f"two LR images for {hr.name} in {lr_dir}: {names}; keep one (move the other out of the folder)"
+            )
+        pairs.append(ImagePair(hr.stem, hr, candidates[0]))
     return pairs
 
 

@@ -1,7 +1,8 @@
 """Environment facts stored with every record, so a number can be traced to the machine that produced it.
 
-Runtime depends on the GPU, driver, CUDA/cuDNN, CPU features (AVX-512, AMX make bf16 fast or slow) and the thread
-count, so each record carries them. Nothing here may fail a benchmark: a missing NVML library, no driver or an
+Runtime depends on the GPU (model, driver, persistence mode, clock and power limits), CUDA/cuDNN, CPU features
+(AVX-512, AMX make bf16 fast or slow) and the thread count, so each record carries them; ``srbench env`` prints
+the same block. Nothing here may fail a benchmark: a missing NVML library, no driver or an
 unreadable ``/proc/cpuinfo`` gives ``None`` fields, never an exception. The static parts are read once per
 process.
 
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 import sr_bench
+from sr_bench.gpu_conditions import NvmlDevice
 
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # the ones that change CPU fp32/bf16 speed
 _CPUINFO = Path("/proc/cpuinfo")
@@ -71,47 +73,38 @@ def _static() -> dict:
     }
 
 
-def _text(value: bytes | str) -> str:
-    """Older pynvml releases return bytes, newer ones str."""
-    return value.decode() if isinstance(value, bytes) else str(value)
+_NO_GPU = {  # every GPU key of a record, unknown
+    "gpu_name": None, "gpu_driver": None, "gpu_memory_mib": None, "gpu_persistence_mode": None,
+    "gpu_max_clocks_mhz": None, "gpu_application_clocks_mhz": None, "gpu_power_limit_w": None,
+    "gpu_compute_capability": None, "gpu_info_source": None,
+}
 
 
 def _nvml_gpu(device: torch.device) -> dict:
-    """Name, driver and total memory from NVML; the handle is found by UUID, since NVML ignores CUDA_VISIBLE_DEVICES."""
-    import pynvml
+    """Name, driver, memory, persistence mode, clock and power limits from NVML (``gpu_conditions.NvmlDevice``)."""
+    with NvmlDevice.open(device) as nvml:
+        facts = nvml.facts()
+    if facts["gpu_name"] is None:
+        raise RuntimeError("NVML gave no GPU name")
+    return {**facts, "gpu_compute_capability": _capability(device), "gpu_info_source": "nvml"}
 
-    pynvml.nvmlInit()
-    try:
-        uuid = getattr(torch.cuda.get_device_properties(device), "uuid", None)
-        if uuid is not None:
-            handle = pynvml.nvmlDeviceGetHandleByUUID(f"GPU-{uuid}")
-        else:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        name = pynvml.nvmlDeviceGetName(handle)
-        driver = pynvml.nvmlSystemGetDriverVersion()
-        total = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-    finally:
-        pynvml.nvmlShutdown()
-    return {
-        "gpu_name": _text(name),
-        "gpu_driver": _text(driver),
-        "gpu_memory_mib": total / _MIB,
-        "gpu_info_source": "nvml",
-    }
+
+def _capability(device: torch.device) -> str | None:
+    props = torch.cuda.get_device_properties(device)
+    major, minor = getattr(props, "major", None), getattr(props, "minor", None)
+    return None if major is None else f"{major}.{minor}"
 
 
 def _torch_gpu(device: torch.device) -> dict:
-    """Fallback without NVML: torch knows the name and memory, not the driver."""
+    """Fallback without NVML: torch knows the name and memory, not the driver, clocks or power."""
     props = torch.cuda.get_device_properties(device)
     return {
+        **_NO_GPU,
         "gpu_name": torch.cuda.get_device_name(device),
-        "gpu_driver": None,
         "gpu_memory_mib": props.total_memory / _MIB,
+        "gpu_compute_capability": _capability(device),
         "gpu_info_source": "torch",
     }
-
-
-_NO_GPU = {"gpu_name": None, "gpu_driver": None, "gpu_memory_mib": None, "gpu_info_source": None}
 
 
 @lru_cache(maxsize=None)
@@ -136,7 +129,7 @@ def environment(device: torch.device, checkpoint: dict | None = None, threads: i
     if device.type == "cuda" and device.index is None and torch.cuda.is_available():
         device = torch.device("cuda", torch.cuda.current_device())
     env = copy.deepcopy(_static())
-    env.update(_gpu(device))
+    env.update(copy.deepcopy(_gpu(device)))
     env["device"] = str(device)
     env["torch_threads"] = threads if threads is not None else torch.get_num_threads()
     env["checkpoint"] = checkpoint

@@ -14,6 +14,7 @@ from sr_bench.datasets import BadImage, CheckedPair, Dataset, check_pairs, custo
 from sr_bench.errors import CheckpointError, UsageError
 from sr_bench.eval_config import EvalConfig, EvalOptions
 from sr_bench.evaluate import EvalEvent, EvalResult, ProgressFn, evaluate, prepare_run
+from sr_bench.execution import threads_notice
 from sr_bench.models import resolve_model
 from sr_bench.timing import resolve_device
 from sr_bench.zoo import get_spec, list_models
@@ -57,7 +58,8 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
     sets_by_scale: dict[int, list] = {}
     for name in names:
         loaded = resolve_model(name, scale=config.scale, weights=config.weights, device=torch_device,
-                               data_range=config.data_range, model_args=config.model_args, require_weights=True)
+                               data_range=config.data_range, model_args=config.model_args, require_weights=True,
+                               load=config.load)
         for message in loaded.notices + loaded.warnings:
             notify(EvalEvent("notice", loaded.name, message=message))
         if loaded.scale not in sets_by_scale:  # resolving + checking every pair reads every file header
@@ -67,6 +69,10 @@ def evaluate_all(config: EvalConfig, progress: ProgressFn | None = None) -> list
                     notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
         sets = sets_by_scale[loaded.scale]
         run = prepare_run(loaded, torch_device, options)
+        if run.probe and run.probe.get("notice"):  # --exec auto fell back to eager because the model's code failed
+            notify(EvalEvent("notice", loaded.name, message=run.probe["notice"]))
+        if message := threads_notice(options.threads, run.mode):
+            notify(EvalEvent("notice", loaded.name, message=message))
         for dataset, checked in sets:
             results.append(evaluate(loaded, dataset, torch_device, options, checked=checked, prepared=run,
                                     progress=progress))

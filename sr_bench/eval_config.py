@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
 from sr_bench.timing import get_protocol
+
+if TYPE_CHECKING:
+    from sr_bench.models import LoadOptions
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class EvalConfig:
     weights: Path | None = None
     data_range: float | None = None
     model_args: str | None = None
+    load: LoadOptions | None = None  # --checkpoint-key / --no-strict / --after-load (None: the defaults)
     device: str = "auto"
 
     def __post_init__(self) -> None:

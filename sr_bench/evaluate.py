@@ -37,13 +37,14 @@ from sr_bench.device_policy import DevicePolicy, policy_for
 from sr_bench.errors import DatasetError, NonFiniteOutputError
 from sr_bench.eval_config import EvalOptions
 from sr_bench.eval_record import eval_record
-from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec
+from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.fp32_reference import fp32_reference, reference_notice, stored_records
+from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.images import PNG_ENCODING, check_finite
 from sr_bench.memcheck import MemoryEstimator, check_eval_fits
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.pipeline import WRITE_DEPTH, Decoded, Failed, Finisher, Prefetcher, worker_count
-from sr_bench.results import stamp, write_record
+from sr_bench.results import EvalRecord, ExecInfo, stamp, write_record
 from sr_bench.runlog import RunLog, log_header, run_key
 from sr_bench.tiling import Forward, tiled
 from sr_bench.timing import cudnn_benchmark, get_protocol, pinned_threads, time_call, warm_up
@@ -70,7 +71,7 @@ ProgressFn = Callable[[EvalEvent], None]
 
 @dataclass(frozen=True)
 class EvalResult:
-    record: dict
+    record: EvalRecord
     path: Path  # where the record was stored in the results folder
 
 
@@ -88,7 +89,7 @@ def prepare_run(loaded: LoadedModel, device: torch.device, options: EvalOptions)
     """Resolve ``options.exec`` for this model and device (named protocols force eager fp32) and apply it."""
     mode, probe = resolve_exec(parse_exec(options.exec), loaded.module, device, protocol=options.protocol,
                                threads=options.threads, data_range=loaded.data_range)
-    return PreparedRun(mode, probe, prepare(loaded.module, mode, device))
+    return PreparedRun(mode, probe, prepare(loaded.module, mode, device, loaded.name))
 
 
 @dataclass
@@ -147,6 +148,7 @@ def evaluate(
     workers = worker_count(device, mode.threads)
     finisher = Finisher(log, save_dir, policy.score, workers)
     prefetch = Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), policy.prefetch_input, workers)
+    guard = GpuGuard(device)
     sixteen_bit = sixteen_bit_warning(checked_pairs, dataset.name)
     if sixteen_bit is not None:
         notify(EvalEvent("notice", loaded.name, dataset.name, message=sixteen_bit))
@@ -171,19 +173,21 @@ def evaluate(
                     with policy.out_of_memory(todo[0].pair.name, (h, w), options.tile):
                         state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
                     del dummy
-                for item in prefetch:
-                    if isinstance(item, Failed):
-                        _skip_or_raise(item, options, state)
-                        emit("skip", item.checked.pair.name)
-                        continue
-                    try:
-                        _one_image(item, loaded, forward, options, state, finisher, policy)
-                    except NonFiniteOutputError as exc:  # fails like a bad image: stops the run, or is skipped
-                        if not options.skip_bad:
-                            raise
-                        state.bad.append(BadImage(item.checked.pair.name, item.checked.pair.hr_path, exc.reason))
-                        emit("skip", item.checked.pair.name)
-                    collect()
+                with guard.split():  # GPU clocks, throttling and other processes over the timed images
+                    for item in prefetch:
+                        if isinstance(item, Failed):
+                            _skip_or_raise(item, options, state)
+                            emit("skip", item.checked.pair.name)
+                            continue
+                        try:
+                            _one_image(item, loaded, forward, options, state, finisher, policy)
+                        except NonFiniteOutputError as exc:  # fails like a bad image: stops the run, or is skipped
+                            if not options.skip_bad:
+                                raise
+                            state.bad.append(BadImage(item.checked.pair.name, item.checked.pair.hr_path,
+                                                      exc.reason))
+                            emit("skip", item.checked.pair.name)
+                        collect()
         finally:
             prefetch.close()
             finisher.drain()
@@ -192,13 +196,20 @@ def evaluate(
     rows = [state.rows[c.pair.name] for c in checked_pairs if c.pair.name in state.rows]
     if not rows:
         raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(state.bad)} skipped)")
-    exec_info = mode.to_dict() | {"auto_probe": prepared.probe}
+    exec_info = ExecInfo(**mode.to_dict(), threads_requested=options.threads, probe=prepared.probe)
     record = eval_record(loaded, dataset, device, options, exec_info, rows, state.bad, state.warmup_ms, policy,
                          log.path, resumed)
     record["pipeline"] = {"workers": workers}  # decode and finish threads each (pipeline.worker_count)
     record["sr_png"] = {"dir": str(save_dir), **PNG_ENCODING} if save_dir else None
     if sixteen_bit is not None:
         record["warnings"].append(sixteen_bit)
+    if message := threads_notice(options.threads, mode):
+        record["notices"].append(message)
+    record.update(guard.record_fields())
+    record["warnings"] += guard.warnings
+    if guard.notice:
+        record["notices"].append(guard.notice)
+        notify(EvalEvent("notice", loaded.name, dataset.name, message=guard.notice))
     if mode.dtype != "fp32":
         record["fp32_reference"] = fp32_reference(record, stored_records(options.results_dir))
         message = reference_notice(record)

@@ -37,6 +37,7 @@ from sr_bench import cpu_heap
 from sr_bench.env import logical_cores
 from sr_bench.errors import SrBenchError, UsageError
 from sr_bench.timing import get_protocol
+from sr_bench.user_code import call_model
 
 MemoryFormat = Literal["contiguous", "channels_last"]
 Dtype = Literal["fp32", "fp16", "bf16"]
@@ -155,7 +156,8 @@ class PreparedModel:
     wraps without mutating. Inputs are converted per call, and that conversion is part of what gets timed.
     """
 
-    def __init__(self, model: nn.Module, mode: ExecMode, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, mode: ExecMode, device: torch.device, name: str | None = None) -> None:
+        self.name = name or type(model).__name__  # named in the error when the model's forward fails
         self.mode = mode
         self.device = device
         self._dtype = TORCH_DTYPES[mode.dtype]
@@ -191,13 +193,16 @@ class PreparedModel:
         if self.mode.dtype_method == "weights":
             x = x.to(self._dtype)
         with torch.inference_mode(), self._autocast():
-            try:
-                y = self._forward(x)
-            except Exception as exc:  # noqa: BLE001  (compilation happens lazily, on the first calls)
-                if not self.mode.compile or isinstance(exc, (torch.OutOfMemoryError, SrBenchError)):
-                    raise
-                raise _compile_error(exc) from exc
+            y = call_model(self.name, self._compiled_forward, x)
         return y.float()
+
+    def _compiled_forward(self, x: Tensor) -> object:
+        try:
+            return self._forward(x)
+        except Exception as exc:  # noqa: BLE001  (compilation happens lazily, on the first calls)
+            if not self.mode.compile or isinstance(exc, (torch.OutOfMemoryError, SrBenchError)):
+                raise
+            raise _compile_error(exc) from exc
 
 
 def _first_line(exc: BaseException) -> str:
@@ -219,10 +224,11 @@ def _check_device(mode: ExecMode, device: torch.device) -> None:
         raise UsageError("--exec retain_heap needs glibc (Linux); drop it on this system")
 
 
-def prepare(model: nn.Module, mode: ExecMode, device: torch.device) -> PreparedModel:
-    """Apply ``mode`` to ``model`` (already on ``device``, in eval mode) without changing ``model``."""
+def prepare(model: nn.Module, mode: ExecMode, device: torch.device, name: str | None = None) -> PreparedModel:
+    """Apply ``mode`` to ``model`` (already on ``device``, in eval mode) without changing ``model``; ``name`` is
+    what a failing forward's error calls the model."""
     _check_device(mode, device)
-    return PreparedModel(model, mode, device)
+    return PreparedModel(model, mode, device, name)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -235,6 +241,13 @@ _AUTO_CACHE: weakref.WeakKeyDictionary[nn.Module, dict[tuple, tuple[ExecMode, di
 def default_threads() -> int:
     """All cores this process may use: srbench's default, so runs on the same machine compare."""
     return logical_cores()
+
+
+def threads_notice(requested: int | None, mode: ExecMode) -> str | None:
+    """The line telling the user ``--threads`` was lowered to the cores present (None when it ran as asked)."""
+    if requested is None or mode.threads is None or requested <= mode.threads:
+        return None
+    return f"--threads {requested} is more than the {mode.threads} core(s) this process may use: ran with {mode.threads}"
 
 
 def _probe_input(shape: tuple[int, ...], data_range: float, device: torch.device) -> Tensor:
@@ -253,14 +266,15 @@ def _probe_channels_last(
     }
     try:
         with torch.inference_mode():
-            reference = model(x).float()
+            reference = call_model(type(model).__name__, model, x).float()
     except Exception as exc:  # noqa: BLE001  (e.g. a model that needs larger or window-multiple inputs)
         size = "x".join(map(str, shape[2:]))
         return EAGER, {**probe, "chosen": "eager", "reason": f"the {size} probe input fails ({_first_line(exc)})"}
     try:
         candidate = prepare(model, channels_last, device)(x)
-    except RuntimeError as exc:  # e.g. a .view() that needs NCHW-contiguous memory
-        return EAGER, {**probe, "chosen": "eager", "reason": f"channels_last fails on this model ({_first_line(exc)})"}
+    except Exception as exc:  # noqa: BLE001  (a .view() needing NCHW memory, a model overriding .to(), ...)
+        reason = f"channels_last fails on this model ({type(exc).__name__}: {_first_line(exc)}); running eager"
+        return EAGER, {**probe, "chosen": "eager", "reason": reason, "notice": f"--exec auto: {reason}"}
     if candidate.shape != reference.shape:
         return EAGER, {**probe, "chosen": "eager", "reason": "channels_last changes the output shape"}
     diff = float((candidate - reference).abs().max())
@@ -322,13 +336,15 @@ def resolve_exec(
     threads: int | None = None,
     data_range: float = 1.0,
 ) -> tuple[ExecMode, dict | None]:
-    """The concrete mode for a request (threads default to all cores), plus the auto probe when one ran.
+    """The concrete mode for a request (threads default to all cores and never exceed them), plus the auto probe
+    when one ran.
 
     Named (official) protocols run eager fp32 only: ``auto`` becomes eager, anything else is a usage error.
     """
     threads = default_threads() if threads is None else threads
     if threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    threads = min(threads, default_threads())  # more threads than cores only oversubscribe: see threads_notice
     if check_protocol(request, protocol):
         return replace(EAGER, threads=threads), None
     if request.auto:

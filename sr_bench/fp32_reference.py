@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from sr_bench.errors import ResultsError
-from sr_bench.results import load_records
+from sr_bench.results import EvalRecord, Record, load_records
 
 
-def stored_records(results_dir: Path) -> list[dict]:
+def stored_records(results_dir: Path) -> list[Record]:
     """The records already in the results folder (none when it is new: that is not an error here)."""
     try:
         records, _ = load_records(results_dir)  # unusable files are the report command's business, not eval's
@@ -23,7 +23,7 @@ def stored_records(results_dir: Path) -> list[dict]:
     return records
 
 
-def _same_run_inputs(record: dict, candidate: dict) -> bool:
+def _same_run_inputs(record: EvalRecord, candidate: Record) -> bool:
     """Whether ``candidate`` scored the same images with the same weights, so only the precision differs."""
     data, other = record["data"], candidate.get("data") or {}
     sha = record["checkpoint"]["sha256"]  # None: random weights, which differ from run to run
@@ -41,7 +41,7 @@ def _resolved(folder: str | None) -> str | None:
     return None if folder is None else str(Path(folder).resolve())
 
 
-def fp32_reference(record: dict, stored: list[dict]) -> dict | None:
+def fp32_reference(record: EvalRecord, stored: list[Record]) -> dict | None:
     """The PSNR change of a reduced-precision eval ``record`` against the newest matching fp32 record in ``stored``
     (oldest first, as ``load_records`` returns them), or None when there is none.
 
@@ -76,7 +76,7 @@ def fp32_reference(record: dict, stored: list[dict]) -> dict | None:
     return None
 
 
-def reference_notice(record: dict) -> str:
+def reference_notice(record: EvalRecord) -> str:
     """One line for the user: the PSNR change against fp32, or how to get an fp32 record to compare with."""
     label, reference = record["exec"]["label"], record["fp32_reference"]
     if reference is None:

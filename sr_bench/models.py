@@ -19,11 +19,31 @@ import torch
 from torch import nn
 
 from sr_bench import weights as checkpoint_io
-from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError
+from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError, UsageError
+from sr_bench.user_code import cpu_cuda_shims, model_phase
 from sr_bench.zoo import ModelSpec, get_spec
 
 # Constructor arguments that receive ``--scale`` for a user model when the caller did not set them.
 SCALE_ARG_NAMES = ("scale", "upscale", "upscale_factor", "upscaling_factor")
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How a checkpoint goes into the model, for submissions that need more than a strict load.
+
+    ``checkpoint_key``: the entry holding the state dict (None: the spec's, then the documented order;
+    ``"none"``: the top level). ``strict=False`` accepts missing/unexpected keys (counted in the record).
+    ``after_load``: methods called, after loading, on every submodule that has them (``switch_deploy``, ``fuse``).
+    """
+
+    checkpoint_key: str | None = None
+    strict: bool = True
+    after_load: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = [m for m in self.after_load if not m.isidentifier()]
+        if bad:
+            raise UsageError(f"--after-load takes a method name such as switch_deploy, got {bad[0]!r}")
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,8 @@ class CheckpointInfo:
     sha256: str | None
     verified: bool | None
     key: str | None = None
+    load: checkpoint_io.LoadReport | None = None  # None: nothing was loaded
+    after_load: dict[str, int] = field(default_factory=dict)  # method -> submodules it ran on
 
     def to_dict(self) -> dict:
         return {
@@ -41,6 +63,8 @@ class CheckpointInfo:
             "sha256": self.sha256,
             "verified": self.verified,
             "key": self.key,
+            "load": self.load.to_dict() if self.load else None,
+            "after_load": dict(self.after_load),
         }
 
 
@@ -55,6 +79,7 @@ class LoadedModel:
     checkpoint: CheckpointInfo
     notices: list[str] = field(default_factory=list)  # facts worth a line (e.g. random weights)
     warnings: list[str] = field(default_factory=list)  # problems that make numbers unofficial (e.g. hash mismatch)
+    shims: dict | None = None  # what the CPU shims for .cuda() did (sr_bench.user_code), None when none ran
 
     @property
     def name(self) -> str:
@@ -77,42 +102,54 @@ def resolve_model(
     data_range: float | None = None,
     model_args: str | Mapping[str, object] | None = None,
     require_weights: bool = False,
+    load: LoadOptions | None = None,
 ) -> LoadedModel:
     """Build a zoo or user model, load its checkpoint when one is found, and move it to ``device``.
 
     Without a checkpoint the model keeps its random initialisation and a notice says so (fine for FLOPs
-    and runtime); ``require_weights=True`` (quality evaluation) turns that into an error.
+    and runtime); ``require_weights=True`` (quality evaluation) turns that into an error. A user model's code
+    runs inside the fault boundary of :mod:`sr_bench.user_code` and, without CUDA, with its CPU shims.
     """
+    load = load or LoadOptions()
     explicit = Path(weights).expanduser() if weights is not None else None
     kwargs = parse_model_args(model_args)
-    if is_user_model(name_or_path):
-        spec = user_model_spec(name_or_path, scale, data_range, kwargs)
-    else:
-        if name_or_path.endswith(".py"):
-            raise _file_without_class(name_or_path)
-        if kwargs:
-            raise ModelSpecError("--model-args applies to user models (file.py:Class) only")
-        spec = get_spec(name_or_path)
-        if data_range is not None and data_range != spec.data_range:
-            raise ModelSpecError(
-                f"model {spec.name!r} works in [0, {spec.data_range:g}]; --data-range {data_range:g} would ruin its "
-                "output — drop --data-range for zoo models"
-            )
-    scale = spec.check_scale(scale)
-    module = spec.build(scale)
-    ckpt_spec = spec.checkpoint(scale)
-    notices: list[str] = []
-    warnings: list[str] = []
-    path = checkpoint_io.find_checkpoint(ckpt_spec, explicit)
-    if path is None:
-        info = CheckpointInfo(None, None, None)
-        how = _how_to_get(spec, scale)
-        if require_weights:
-            raise CheckpointError(f"no checkpoint for {spec.name} x{scale}: {how}")
-        notices.append(f"{spec.name} x{scale}: no checkpoint found, using random weights ({how})")
-    else:
-        info = _load_into(module, spec, scale, path, warnings)
-    return LoadedModel(module.to(torch.device(device)).eval(), spec, scale, spec.data_range, info, notices, warnings)
+    user = is_user_model(name_or_path)
+    target = torch.device(device)
+    with cpu_cuda_shims(active=None if user and target.type != "cuda" else False) as shims:
+        if user:
+            spec = user_model_spec(name_or_path, scale, data_range, kwargs)
+        else:
+            if name_or_path.endswith(".py"):
+                raise _file_without_class(name_or_path)
+            if kwargs:
+                raise ModelSpecError("--model-args applies to user models (file.py:Class) only")
+            spec = get_spec(name_or_path)
+            if data_range is not None and data_range != spec.data_range:
+                raise ModelSpecError(
+                    f"model {spec.name!r} works in [0, {spec.data_range:g}]; --data-range {data_range:g} would ruin "
+                    "its output — drop --data-range for zoo models"
+                )
+        scale = spec.check_scale(scale)
+        module = spec.build(scale)
+        notices: list[str] = []
+        warnings: list[str] = []
+        path = checkpoint_io.find_checkpoint(spec.checkpoint(scale), explicit)
+        if path is None:
+            info = CheckpointInfo(None, None, None)
+            how = _how_to_get(spec, scale)
+            if require_weights:
+                raise CheckpointError(f"no checkpoint for {spec.name} x{scale}: {how}")
+            notices.append(f"{spec.name} x{scale}: no checkpoint found, using random weights ({how})")
+            if load.after_load:
+                info = CheckpointInfo(None, None, None, after_load=after_load(module, load.after_load, spec.name))
+        else:
+            info = _load_into(module, spec, scale, path, load, notices, warnings)
+        with model_phase(spec.name, "load"):
+            module = module.to(target).eval()
+    if message := shims.notice(spec.name):
+        notices.append(message)
+    record = shims.to_dict() if shims.active and (shims.cuda_calls or shims.loads_mapped) else None
+    return LoadedModel(module, spec, scale, spec.data_range, info, notices, warnings, record)
 
 
 def load_model(
@@ -120,36 +157,53 @@ def load_model(
     scale: int = 4,
     weights: str | Path | None = None,
     device: str | torch.device = "cpu",
+    load: LoadOptions | None = None,
 ) -> nn.Module:
     """The model as an ``nn.Module`` in eval mode, with its checkpoint loaded when one is found.
 
     >>> model = load_model("rfdn")   # doctest: +SKIP
     """
-    return resolve_model(name_or_path, scale=scale, weights=weights, device=device).module
+    return resolve_model(name_or_path, scale=scale, weights=weights, device=device, load=load).module
 
 
-def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, warnings: list[str]) -> CheckpointInfo:
+def after_load(module: nn.Module, methods: tuple[str, ...], name: str) -> dict[str, int]:
+    """Call each method on every submodule that has it (as NTIRE harnesses do for ``switch_deploy``); returns the
+    number of calls per method. A method no submodule has is an error: a typo must not measure the wrong graph."""
+    calls = {}
+    for method in methods:
+        targets = [m for m in module.modules() if callable(getattr(m, method, None))]
+        if not targets:
+            raise ModelSpecError(f"--after-load {method}: no module of {name} has a {method}() method "
+                                 "(check the name, e.g. switch_deploy, fuse, reparameterize)")
+        with model_phase(name, "after-load"):
+            for target in targets:
+                getattr(target, method)()
+        calls[method] = len(targets)
+    return calls
+
+
+def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, load: LoadOptions,
+               notices: list[str], warnings: list[str]) -> CheckpointInfo:
     ckpt_spec = spec.checkpoint(scale)
-    key = ckpt_spec.key if ckpt_spec else None
+    key = load.checkpoint_key or (ckpt_spec.key if ckpt_spec else None)
     raw = checkpoint_io.read_checkpoint(path)
-    state = checkpoint_io.unwrap_state_dict(raw, key=key, source=str(path))
-    checkpoint_io.load_strict(module, state, source=str(path), model_name=f"{spec.name} x{scale}")
-    if (bad_weights := checkpoint_io.non_finite_warning(state, str(path))) is not None:
+    state = checkpoint_io.unwrap_state_dict(raw, key=key, source=str(path), explicit=load.checkpoint_key is not None)
+    if state.notice:
+        notices.append(state.notice)
+    if (bad_weights := checkpoint_io.non_finite_warning(state.tensors, str(path))) is not None:
         warnings.append(bad_weights)
+    report = checkpoint_io.load_into(module, state.tensors, source=str(path), model_name=f"{spec.name} x{scale}",
+                                     strict=load.strict)
+    if message := report.notice(str(path)):
+        notices.append(message)
+    calls = after_load(module, load.after_load, spec.name) if load.after_load else {}
     digest = checkpoint_io.sha256_file(path)
     verified = None
     if ckpt_spec is not None and ckpt_spec.sha256 is not None:
         verified = digest == ckpt_spec.sha256
         if not verified:
             warnings.append(checkpoint_io.hash_mismatch_warning(path, digest, ckpt_spec.sha256))
-    used_key = key if isinstance(raw, Mapping) and key in raw else _wrapper_used(raw)
-    return CheckpointInfo(path.resolve(), digest, verified, used_key)
-
-
-def _wrapper_used(raw: object) -> str | None:
-    if isinstance(raw, Mapping):
-        return next((k for k in checkpoint_io.WRAPPER_KEYS if isinstance(raw.get(k), Mapping)), None)
-    return None
+    return CheckpointInfo(path.resolve(), digest, verified, state.key, report, calls)
 
 
 def _how_to_get(spec: ModelSpec, scale: int) -> str:
@@ -197,10 +251,9 @@ def user_model_spec(
             break
 
     def build(_scale: int, **kw: object) -> nn.Module:
-        try:
+        _check_arguments(cls, target, kw)
+        with model_phase(target, "construct"):
             model = cls(**kw)
-        except TypeError as exc:
-            raise ModelSpecError(f"cannot build {target} with arguments {kw}: {exc} (check --model-args)") from None
         if not isinstance(model, nn.Module):
             raise ModelSpecError(f"{target} built a {type(model).__name__}, not a torch.nn.Module")
         return model
@@ -215,6 +268,18 @@ def user_model_spec(
         builder_kwargs=build_kwargs,
         origin="file",
     )
+
+
+def _check_arguments(cls: type, target: str, kwargs: Mapping[str, object]) -> None:
+    """Arguments the constructor cannot take are a wrong --model-args, not a fault in the model."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise ModelSpecError(f"cannot build {target} with arguments {dict(kwargs)}: {exc} (check --model-args)") from None
 
 
 def _init_params(cls: type) -> set[str]:
@@ -249,10 +314,11 @@ def _import_file(path: Path) -> object:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file is arbitrary code with arbitrary failures
+        with model_phase(str(path), "import"):
+            spec.loader.exec_module(module)
+    except BaseException:
         sys.modules.pop(module_name, None)
-        raise UnknownModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+        raise
     return module
 
 

@@ -6,7 +6,6 @@ The record keeps every convention and every raw sample; what the protocol names 
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,27 +15,30 @@ import torch
 from sr_bench import cpu_heap
 from sr_bench.complexity import ComplexityReport, count_complexity
 from sr_bench.env import environment
-from sr_bench.errors import UsageError
-from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec
+from sr_bench.errors import ModelSpecError
+from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec, threads_notice
+from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.memcheck import MemoryEstimator, check_profile_fits
 from sr_bench.models import LoadedModel, check_output_shape
-from sr_bench.results import stamp
-from sr_bench.timing import RuntimeSpec, get_protocol, measure_runtime, out_of_memory_error, pinned_threads
+from sr_bench.results import (
+    SCHEMA_VERSION,
+    CheckpointFacts,
+    ExecInfo,
+    ProfileRecord,
+    split_measurement,
+    stamp,
+)
+from sr_bench.timing import (
+    RuntimeSpec,
+    get_protocol,
+    is_out_of_memory,
+    measure_runtime,
+    out_of_memory_error,
+    pinned_threads,
+)
+from sr_bench.user_code import check_tensor, fault
 
 SHAPE_CHECK_SIZE = 24  # side of the tiny input used to check the output shape before anything long runs
-_SIZE = re.compile(r"^\s*(\d+)\s*(?:[x×,]\s*(\d+))?\s*$")
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``--size``: ``256`` (square) or ``HxW`` such as ``180x320`` (rows x columns, as tensors are shaped)."""
-    match = _SIZE.match(text)
-    if not match:
-        raise UsageError(f"--size {text!r} is not a size: use N (square) or HxW, e.g. 256 or 180x320")
-    h = int(match.group(1))
-    w = int(match.group(2) or h)
-    if h < 1 or w < 1:
-        raise UsageError(f"--size must be positive, got {h}x{w}")
-    return h, w
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class ProfileRequest:
 
 @dataclass
 class ProfileResult:
-    record: dict
+    record: ProfileRecord
     complexity: ComplexityReport
 
 
@@ -73,14 +75,14 @@ def run_profile(
     protocol = get_protocol(request.protocol)
     shape = (request.batch, 3, *request.size)
     model, device = loaded.module, request.device
-    _check_shape(loaded, device)
+    output_warnings = _check_output(loaded, device)
     check_profile_fits(MemoryEstimator(model), shape, device, model=loaded.name)  # before any forward at full size
 
     mode, probe = resolve_exec(
         request.exec_request, model, device, protocol=protocol.name, threads=request.threads,
         data_range=loaded.data_range,
     )
-    fn = prepare(model, mode, device)  # one converted copy (e.g. channels_last), counted and timed
+    fn = prepare(model, mode, device, loaded.name)  # one converted copy (e.g. channels_last), counted and timed
     step("counting complexity")
     if device.type == "cpu":
         cpu_heap.use(mode.retain_heap)  # the counting forward allocates like any other
@@ -89,56 +91,81 @@ def run_profile(
         with pinned_threads(mode.threads):
             # counts depend on shapes only; the prepared layout just makes the counting forward faster
             complexity = count_complexity(fn.module, shape, by_layer_depth=request.by_layer_depth)
-    except torch.OutOfMemoryError as exc:
-        raise out_of_memory_error(device, shape) from exc
+    except ModelSpecError as exc:  # the counter names every model failure; running out of memory is not the model's
+        if exc.__cause__ is not None and is_out_of_memory(exc.__cause__):
+            raise out_of_memory_error(device, shape) from exc.__cause__
+        raise
     timings = {"complexity": time.perf_counter() - t0}
     runtime = None
+    guard = GpuGuard(device)
     if request.runtime:
         step(f"timing {mode.label} on {device}")
         spec = RuntimeSpec(
             device=device, input_shape=shape, protocol=protocol.name, warmup=request.warmup,
             repeats=request.repeats, dtype=mode.dtype, threads=mode.threads, exec_mode=mode.label,
         )
-        x = torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(loaded.data_range).to(device)
+        x = _synthetic(shape, loaded.data_range, device)
         t0 = time.perf_counter()
-        runtime = measure_runtime(lambda: fn(x), spec)  # the spec pins mode.threads
+        runtime = measure_runtime(lambda: fn(x), spec, guard)  # the spec pins mode.threads
         timings["runtime"] = time.perf_counter() - t0
 
-    warnings = loaded.warnings + list(complexity.warnings) + (runtime.warnings if runtime else [])
-    record = {
-        "kind": "profile",
-        "model": loaded.name,
-        "scale": loaded.scale,
-        "data_range": loaded.data_range,
-        "input_size": list(request.size),
-        "batch": request.batch,
-        "device": str(device),
-        "protocol": protocol.name,
-        "protocol_description": protocol.description,
-        "flops_headline": protocol.flops_headline,
-        "exec": {**mode.to_dict(), "probe": probe},
-        **complexity.to_dict(),
-        "runtime_ms": runtime.to_dict() if runtime else None,
-        "memory_mib": runtime.peak_memory_mib if runtime else None,
-        "memory_kind": runtime.memory_kind if runtime else None,
-        "checkpoint": loaded.checkpoint.to_dict(),
-        "published": published_check(loaded, request.size, request.batch, complexity),
-        "env": environment(device, checkpoint=loaded.checkpoint.to_dict(), threads=mode.threads),
-        "warnings": warnings,
-        "profile_timings_s": timings,  # where srbench's own time went (complexity counting, timing loop)
-    }
+    warnings = loaded.warnings + output_warnings + list(complexity.warnings) + (runtime.warnings if runtime else [])
+    warnings += guard.warnings
+    runtime_ms, memory = split_measurement(runtime.to_dict()) if runtime else (None, None)
+    counts = {k: v for k, v in complexity.to_dict().items() if k != "warnings"}  # the record has one warnings list
+    record = ProfileRecord(
+        kind="profile",
+        schema_version=SCHEMA_VERSION,
+        model=loaded.name,
+        scale=loaded.scale,
+        data_range=loaded.data_range,
+        input_size=list(request.size),
+        batch=request.batch,
+        device=str(device),
+        protocol=protocol.name,
+        protocol_description=protocol.description,
+        flops_headline=protocol.flops_headline,
+        exec=ExecInfo(**mode.to_dict(), threads_requested=request.threads, probe=probe),
+        **counts,
+        runtime_ms=runtime_ms,
+        memory_mib=memory["peak_mib"] if memory else None,
+        memory=memory,
+        **guard.record_fields(),  # gpu_conditions (clocks, throttling, other processes) or None, and why
+        checkpoint=CheckpointFacts(**loaded.checkpoint.to_dict()),
+        shims=loaded.shims,  # CPU stand-ins for .cuda() in the model's code (sr_bench.user_code)
+        published=published_check(loaded, request.size, request.batch, complexity),
+        env=environment(device, checkpoint=loaded.checkpoint.to_dict(), threads=mode.threads),
+        warnings=warnings,
+        notices=[n for n in (threads_notice(request.threads, mode), (probe or {}).get("notice"), guard.notice) if n],
+        profile_timings_s=timings,  # where srbench's own time went (complexity counting, timing loop)
+    )
     return ProfileResult(stamp(record), complexity)
 
 
-def _check_shape(loaded: LoadedModel, device: torch.device) -> None:
-    """One tiny forward first: a wrong --scale fails in a second, not after counting at 256x256."""
-    x = torch.zeros(1, 3, SHAPE_CHECK_SIZE, SHAPE_CHECK_SIZE, device=device)
+def _check_output(loaded: LoadedModel, device: torch.device) -> list[str]:
+    """One tiny forward on a synthetic input first: a wrong --scale fails in a second, not after counting at
+    256x256, and an output with NaN/Inf (broken weights or model) becomes a warning, since its counts and times
+    are not those of a working model."""
+    x = _synthetic((1, 3, SHAPE_CHECK_SIZE, SHAPE_CHECK_SIZE), loaded.data_range, device)
     try:
         with torch.inference_mode():
             out = loaded.module(x)
+    except SystemExit as exc:
+        raise fault(loaded.name, "forward", exc) from None
     except Exception:  # noqa: BLE001  (a model may need larger or window-multiple inputs; counting checks the real size)
-        return
-    check_output_shape(out, tuple(x.shape), loaded.scale, loaded.name)
+        return []
+    check_output_shape(check_tensor(loaded.name, out), tuple(x.shape), loaded.scale, loaded.name)
+    bad = int((~torch.isfinite(out)).sum())
+    if not bad:
+        return []
+    size = "×".join(map(str, x.shape))
+    return [f"{loaded.name}: the output on a synthetic {size} input has {bad:,} non-finite value(s) (NaN/Inf) of "
+            f"{out.numel():,}: the weights or the model are broken, so these numbers are not those of a working model"]
+
+
+def _synthetic(shape: tuple[int, ...], data_range: float, device: torch.device) -> torch.Tensor:
+    """The fixed ``torch.rand`` input (seed 0) scaled to the model's range: what profile counts and times."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(0)).mul_(data_range).to(device)
 
 
 def published_check(

@@ -6,10 +6,19 @@ How records become rows:
   devices or in different execution modes (``exec.label``, e.g. ``eager``, ``bf16+channels_last``) are never mixed
   in one row. A setup value shared by every row is named once in the caption; one that differs gets a column
   (``Scale``/``Protocol``/``Device``/``Exec``) after ``Model``.
-- Per row, the newest eval record on the val dataset and the newest on the test dataset are used; Params, FLOPs,
-  Acts and Conv come from the newest profile record of the same (model, scale) (complexity does not depend on
-  device, protocol or execution mode). Mem is the val record's peak memory, as in the challenge.
+- Per row and split (val, test), the newest *complete, untiled* eval record is used; failing that the newest
+  complete tiled one (its tiling named in the Notes column and the caption). A partial record (``--limit``,
+  skipped images, a half-downloaded set) is used only with ``allow_partial=True``, and is then named the same
+  way; without it the cells stay empty and a note says why. Mem is the val record's peak memory, as in the
+  challenge.
+- Params, FLOPs, Acts and Conv come from the newest profile record of the same (model, scale) at the table's
+  input size (``size``, 256x256 by default as the challenge counts, batch 1); complexity does not depend on
+  device, protocol or execution mode but does on the input size, so profiles of other sizes are left out
+  with a note naming them (report them with another ``size``).
 - A cell with no measurement behind it is ``None`` in the table and ``-`` when rendered; nothing is invented.
+- A row whose runtimes were measured under a fair-timing warning (``gpu_conditions.warnings`` in its eval record:
+  clocks dropped, thermal/power throttling, another process on the GPU, not in P0) gets ``GPU_MARK`` after the
+  model name and a note naming the warning; csv/json get a ``GPU warning`` column.
 - Rows are ordered by when the model was first recorded (``order="created"``), which is how the official
   ``results.json`` orders its models (insertion order of their first run); ``name``, ``psnr``, ``time`` and
   ``score`` orders are available too.
@@ -39,9 +48,11 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from sr_bench.errors import ResultsError, UsageError
-from sr_bench.results import load_records, record_time
+from sr_bench.results import EvalRecord, ProfileRecord, Record, eval_coverage, is_partial, load_records, record_time
+from sr_bench.sizes import size_text
 
 MISSING = "-"
+GPU_MARK = " (!)"  # after the model name: its runtime was measured under a GPU warning
 FLOPS_CONVENTIONS = ("ntire2023", "fvcore", "full")
 FLOPS_DESCRIPTIONS = {
     "ntire2023": "module hooks as in NTIRE 2022/2023",
@@ -54,6 +65,8 @@ ORDERS = ("created", "name", "psnr", "time", "score")
 SUFFIX_FORMATS = {".txt": "txt", ".md": "md", ".csv": "csv", ".json": "json"}
 # What must match for two runtimes to be comparable; each is a row key beside the model.
 SETUP_HEADERS = {"scale": "Scale", "protocol": "Protocol", "device": "Device", "exec": "Exec"}
+CHALLENGE_SIZE = (256, 256)  # the LR input size NTIRE counts complexity at
+SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,7 @@ class ChallengeTable:
     test: str | None
     flops: str
     setups: dict[str, list]  # distinct values of each setup key over the rows (None left out)
+    size: tuple[int, int] = CHALLENGE_SIZE  # input size of the profiles behind the complexity columns
     score: ScoreRule | None = None
     baseline: str | None = None
     notes: list[str] = field(default_factory=list)  # non-fatal problems met while building
@@ -124,10 +138,11 @@ class ChallengeTable:
             "x" + "/".join(str(s) for s in scales) if scales else None,
             f"val: {self.val}" if self.val else None,
             f"test: {self.test}" if self.has_test else None,
-            f"FLOPs: {self.flops} ({FLOPS_DESCRIPTIONS[self.flops]}; 1 MAC = 1 FLOP)",
+            f"FLOPs: {self.flops} ({FLOPS_DESCRIPTIONS[self.flops]}; 1 MAC = 1 FLOP) at {size_text(self.size)} input",
             f"protocol: {self._setup_text('protocol')}",
             f"device: {self._setup_text('device')}",
             f"exec: {self._setup_text('exec')}" if execs else None,
+            *self._eval_marks(),
         ]
         if self.score is not None:
             s = self.score
@@ -137,6 +152,16 @@ class ChallengeTable:
                 f" + {s.params:g}·params, each exp(2·x/x_baseline); lower is better"
             )
         return "; ".join(p for p in parts if p)
+
+    def _eval_marks(self) -> list[str]:
+        """Caption parts naming every row whose eval was tiled or partial (the Notes column says which)."""
+        marks = []
+        for key, what in (("tile", "tiled eval"), ("coverage", "partial eval (--allow-partial)")):
+            used = [f"{row['model']} {split} ({row[f'{split}_{key}']})" for row in self.rows for split in SPLITS
+                    if row.get(f"{split}_{key}")]
+            if used:
+                marks.append(f"{what}: {', '.join(used)}")
+        return marks
 
     def _setup_text(self, key: str) -> str:
         if any(c.key == key for c in self.columns):
@@ -158,7 +183,7 @@ def load_table(results_dir: Path, **options: Any) -> tuple[ChallengeTable, list[
 
 
 def build_table(
-    records: Sequence[dict],
+    records: Sequence[Record],
     *,
     val: str | None = "ntire-valid",
     test: str | None = "ntire-test",
@@ -167,17 +192,25 @@ def build_table(
     score: int | None = None,
     baseline: str | None = None,
     order: str = "created",
+    size: tuple[int, int] = CHALLENGE_SIZE,
+    allow_partial: bool = False,
 ) -> ChallengeTable:
     """Build the challenge table from profile and eval records (see the module docstring for the rules)."""
     extras = _check_options(flops, extras, score, baseline, order)
-    evals = [r for r in records if r.get("kind") == "eval" and r.get("dataset") in (val, test)]
-    profiles = [r for r in records if r.get("kind") == "profile"]
-    notes = _missing_dataset_notes(records, val, test)
+    evals: list[EvalRecord] = [r for r in records if r["kind"] == "eval" and r["dataset"] in (val, test)]
+    all_profiles: list[ProfileRecord] = [r for r in records if r["kind"] == "profile"]
+    profiles = [r for r in all_profiles if _profile_size(r) == (1, *size)]
+    notes = _missing_dataset_notes(records, val, test) + _other_size_notes(all_profiles, size)
     has_test = test is not None and any(r["dataset"] == test for r in evals)
 
     keys = _row_keys(evals, profiles)
-    rows = [_row(key, evals, profiles, val, test, flops) for key in keys]
-    notes += [note for key in keys for note in _partial_notes(key, evals, val, test)]
+    rows = []
+    for key in keys:
+        row, row_notes = _row(key, evals, profiles, val, test, flops, allow_partial)
+        rows.append(row)
+        notes += row_notes
+    notes += [f"{row['model']}: runtime measured under a GPU warning, marked '{GPU_MARK.strip()}': {row['gpu_warning']}"
+              for row in rows if row["gpu_warning"]]
     setups = {k: _distinct(r[k] for r in rows) for k in SETUP_HEADERS}
     # A setup gets a column when measured rows differ in it ("no exec recorded" vs "bf16" counts as differing).
     measured = {_row_key(r)[1:] for r in evals}
@@ -185,7 +218,9 @@ def build_table(
     identity = [_setup_column(k, setups[k]) for k in varying]
     rule = SCORES[score] if score is not None else None
     columns = _columns(identity, has_test, extras, flops, rule is not None)
-    table = ChallengeTable(columns, rows, val, test, flops, setups, rule, baseline, notes)
+    if any(row["notes"] for row in rows):
+        columns.append(Column("notes", "Notes", "s", max(len("Notes"), *(len(row["notes"] or "") for row in rows))))
+    table = ChallengeTable(columns, rows, val, test, flops, setups, size, rule, baseline, notes)
     if rule is not None:
         _add_scores(table, rule, baseline)
     table.rows = _ordered(table, order, records)
@@ -211,7 +246,7 @@ def render(table: ChallengeTable, fmt: str) -> str:
 def render_txt(table: ChallengeTable) -> str:
     """The official ``results.txt``: each field padded to its width, followed by a tab; one line per row."""
     lines = ["".join(f"{c.header:{c.width}s}\t" for c in table.columns)]
-    lines += ["".join(f"{c.text(row.get(c.key)):{c.width}s}\t" for c in table.columns) for row in table.rows]
+    lines += ["".join(f"{_cell(c, row):{c.width}s}\t" for c in table.columns) for row in table.rows]
     return "".join(line[:-1] + "\n" for line in lines)
 
 
@@ -220,7 +255,7 @@ def render_md(table: ChallengeTable) -> str:
     cols = table.columns
     lines = [f"*{table.caption()}*", "", "| " + " | ".join(c.header for c in cols) + " |"]
     lines.append("|" + "|".join(":---" if c.spec == "s" else "---:" for c in cols) + "|")
-    lines += ["| " + " | ".join(c.text(row.get(c.key)).strip() for c in cols) + " |" for row in table.rows]
+    lines += ["| " + " | ".join(_cell(c, row).strip() for c in cols) + " |" for row in table.rows]
     return "\n".join(lines) + "\n"
 
 
@@ -258,7 +293,7 @@ def to_rich(table: ChallengeTable) -> RichTable:
     """A rich table for the console: same cells as txt, the baseline in bold, failed gates in red."""
     out = RichTable(caption=table.caption(), caption_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                     pad_edge=False)
-    cells = [[_rich_cell(col, row.get(col.key)) for col in table.columns] for row in table.rows]
+    cells = [[_rich_cell(col, row) for col in table.columns] for row in table.rows]
     for i, col in enumerate(table.columns):
         # One header word per line keeps columns as narrow as their values.
         header = col.header.replace(" ", "\n")
@@ -297,9 +332,9 @@ def _check_options(flops: str, extras: Iterable[str], score: int | None, baselin
     return chosen
 
 
-def _missing_dataset_notes(records: Sequence[dict], val: str | None, test: str | None) -> list[str]:
+def _missing_dataset_notes(records: Sequence[Record], val: str | None, test: str | None) -> list[str]:
     """Point at the dataset names that do exist when a requested split has no eval record at all."""
-    present = sorted({str(r.get("dataset")) for r in records if r.get("kind") == "eval"})
+    present = sorted({r["dataset"] for r in records if r["kind"] == "eval"})
     have = f"records have: {', '.join(present)}" if present else "there are no eval records"
     notes = []
     for name, fix in ((val, "--val NAME"), (test, "--test NAME, or --test none")):
@@ -308,14 +343,33 @@ def _missing_dataset_notes(records: Sequence[dict], val: str | None, test: str |
     return notes
 
 
-def _row_key(record: dict) -> tuple:
+def _profile_size(record: ProfileRecord) -> tuple[int, ...] | None:
+    """(batch, H, W) of a profile's input, or None when the record does not say."""
+    size = record.get("input_size")
+    return (record.get("batch", 1), *size) if size and len(size) == 2 else None
+
+
+def _other_size_notes(profiles: list[ProfileRecord], size: tuple[int, int]) -> list[str]:
+    """Name the profiles left out because they were measured at another input size (or batch)."""
+    others: dict[tuple, set[str]] = {}
+    for r in profiles:
+        if (shape := _profile_size(r)) != (1, *size):
+            others.setdefault((r["model"], r["scale"]), set()).add(size_text(shape))
+    return [
+        f"{model} x{scale}: profile(s) at {', '.join(sorted(sizes))} left out (the table uses {size_text(size)}"
+        f" input); report them with --size, or run 'srbench profile --model {model}' at {size_text(size)}"
+        for (model, scale), sizes in others.items()
+    ]
+
+
+def _row_key(record: Record) -> tuple:
     """(model, scale, protocol, device, exec label): the runs one row may combine."""
     mode = record.get("exec")
-    label = mode.get("label") if isinstance(mode, dict) else mode
+    label = mode.get("label") if mode else None
     return record["model"], record["scale"], *(_text(v) for v in (record.get("protocol"), record.get("device"), label))
 
 
-def _row_keys(evals: list[dict], profiles: list[dict]) -> list[tuple]:
+def _row_keys(evals: list[EvalRecord], profiles: list[ProfileRecord]) -> list[tuple]:
     """Every row's key; a model with only profile records gets a row with no measured setup."""
     keys = {_row_key(r) for r in evals}
     measured = {k[:2] for k in keys}
@@ -323,34 +377,66 @@ def _row_keys(evals: list[dict], profiles: list[dict]) -> list[tuple]:
     return sorted(keys, key=str)
 
 
-def _row(key: tuple, evals: list[dict], profiles: list[dict], val: str | None, test: str | None, flops: str) -> dict:
+def _row(key: tuple, evals: list[EvalRecord], profiles: list[ProfileRecord], val: str | None, test: str | None,
+         flops: str, allow_partial: bool) -> tuple[dict, list[str]]:
+    """One table row and the notes about how its records were chosen."""
     mine = [r for r in evals if _row_key(r) == key]
-    val_rec = _newest(r for r in mine if r["dataset"] == val)
-    test_rec = _newest(r for r in mine if r["dataset"] == test)
-    profile = _newest(r for r in profiles if (r["model"], r["scale"]) == key[:2])
-    row: dict[str, Any] = {"model": str(key[0]), **dict(zip(SETUP_HEADERS, key[1:]))}
-    row.update(_split_values("val", val_rec))
-    row.update(_split_values("test", test_rec))
+    row: dict[str, Any] = {"model": key[0], **dict(zip(SETUP_HEADERS, key[1:]))}
+    notes, flags, warned = [], [], []
+    for split, dataset in zip(SPLITS, (val, test)):
+        record, note = _choose_eval([r for r in mine if r["dataset"] == dataset], allow_partial)
+        row.update(_split_values(split, record))
+        warned += (((record or {}).get("gpu_conditions") or {}).get("warnings")) or []
+        row[f"{split}_tile"] = _tile_text(record)
+        row[f"{split}_coverage"] = _coverage_text(record) if record is not None and is_partial(record) else None
+        flags += [f"{split} {row[f'{split}_{k}']}" for k in ("coverage", "tile") if row[f"{split}_{k}"]]
+        if note:
+            notes.append(f"{key[0]}: {note} on {dataset}")
+        if split == "val":
+            row["mem_mib"] = _num(record.get("memory_mib")) if record else None
+    row["notes"] = "; ".join(flags) or None
     row["ave_time_ms"] = _mean_or_none(row["val_time_ms"], row["test_time_ms"])
-    row["mem_mib"] = _num(val_rec.get("memory_mib")) if val_rec else None
+    row["gpu_warning"] = warned[0] if warned else None
+    profile = _newest(r for r in profiles if (r["model"], r["scale"]) == key[:2])
     row.update(_complexity_values(profile, flops))
-    return row
+    return row, notes
 
 
-def _partial_notes(key: tuple, evals: list[dict], val: str | None, test: str | None) -> list[str]:
-    """Flag a chosen eval record that covers only part of its dataset (--limit, unreadable images)."""
-    notes = []
-    for dataset in dict.fromkeys(d for d in (val, test) if d is not None):
-        record = _newest(r for r in evals if _row_key(r) == key and r["dataset"] == dataset)
-        if record is None:
-            continue
-        done, total = len(record.get("images") or []), _dict(record, "data").get("images_in_set")
-        if isinstance(total, int) and 0 < done < total:
-            notes.append(f"{key[0]}: the {dataset} record covers {done} of {total} images; re-run eval on the whole set")
-    return notes
+def _choose_eval(records: list[EvalRecord], allow_partial: bool) -> tuple[EvalRecord | None, str | None]:
+    """The record a split's cells come from, and a note when the choice needs one.
+
+    Preference: complete and untiled, then complete and tiled; partial ones only when allowed.
+    """
+    complete = [r for r in records if not is_partial(r)]
+    chosen = _newest(r for r in complete if not r.get("tile")) or _newest(complete)
+    if chosen is not None:
+        passed = [r for r in records if record_time(r) > record_time(chosen)]
+        if not passed:
+            return chosen, None
+        kinds = sorted({"partial" if is_partial(r) else "tiled" for r in passed})
+        return chosen, f"{len(passed)} newer {'/'.join(kinds)} eval record(s) left out for a complete untiled one"
+    if not records:
+        return None, None
+    newest = _newest(records)
+    assert newest is not None
+    coverage = _coverage_text(newest)
+    if allow_partial:
+        return newest, f"using a partial eval record ({coverage}; --allow-partial)"
+    return None, (f"only partial eval records (newest: {coverage}), cells left empty; re-run eval on the whole set, "
+                  "or pass --allow-partial to use it")
 
 
-def _split_values(prefix: str, record: dict | None) -> dict[str, Any]:
+def _coverage_text(record: EvalRecord) -> str:
+    done, total = eval_coverage(record)
+    return f"{done}/{total} images"
+
+
+def _tile_text(record: EvalRecord | None) -> str | None:
+    tile = record.get("tile") if record else None
+    return f"tiled {tile['size']}, overlap {tile.get('overlap', 0)}" if tile else None
+
+
+def _split_values(prefix: str, record: EvalRecord | None) -> dict[str, Any]:
     """Quality and runtime of one eval record; the runtime is the mean per-image time."""
     mean = _dict(record, "mean")
     stats = _dict(record, "runtime_ms")
@@ -366,7 +452,7 @@ def _split_values(prefix: str, record: dict | None) -> dict[str, Any]:
     }
 
 
-def _complexity_values(profile: dict | None, flops: str) -> dict[str, Any]:
+def _complexity_values(profile: ProfileRecord | None, flops: str) -> dict[str, Any]:
     counts = _dict(profile, "flops")
     values = {f"flops_{c}_g": _scaled(counts.get(c), 1e9) for c in FLOPS_CONVENTIONS}
     values["flops_g"] = values[f"flops_{flops}_g"]
@@ -453,7 +539,7 @@ def _gate(row: dict, rule: ScoreRule, has_test: bool) -> bool | None:
     return True if all(v is not None for v, _ in checks) else None
 
 
-def _ordered(table: ChallengeTable, order: str, records: Sequence[dict]) -> list[dict]:
+def _ordered(table: ChallengeTable, order: str, records: Sequence[Record]) -> list[dict]:
     rows = table.rows
     if order == "created":
         first = _first_seen(records)
@@ -465,11 +551,11 @@ def _ordered(table: ChallengeTable, order: str, records: Sequence[dict]) -> list
     return sorted(rows, key=lambda r: (r.get(key) is None, sign * (r.get(key) or 0.0)))
 
 
-def _first_seen(records: Sequence[dict]) -> dict[tuple, str]:
+def _first_seen(records: Sequence[Record]) -> dict[tuple, str]:
     """When each (model, scale) was first recorded, as a sortable UTC ISO string."""
     first: dict[tuple, str] = {}
     for r in records:
-        key = (str(r.get("model")), r.get("scale"))
+        key = (r["model"], r["scale"])
         when = record_time(r).isoformat()
         if key not in first or when < first[key]:
             first[key] = when
@@ -479,7 +565,7 @@ def _first_seen(records: Sequence[dict]) -> dict[tuple, str]:
 # ---------------------------------------------------------------- small helpers
 
 
-def _newest(records: Iterable[dict]) -> dict | None:
+def _newest(records: Iterable[Any]) -> Any:
     """The most recently created record (the last written wins a tie)."""
     ordered = sorted(records, key=record_time)
     return ordered[-1] if ordered else None
@@ -529,11 +615,91 @@ def _machine_columns(table: ChallengeTable) -> list[Column]:
     """The shown columns, with every setup key present (machines should not have to read the caption)."""
     shown = {c.key for c in table.columns}
     identity = [Column(k, header, "") for k, header in SETUP_HEADERS.items() if k not in shown]
-    return table.columns[:1] + identity + table.columns[1:]
+    warned = [Column("gpu_warning", "GPU warning", "s")] if any(row.get("gpu_warning") for row in table.rows) else []
+    return table.columns[:1] + identity + table.columns[1:] + warned
 
 
-def _rich_cell(col: Column, value: Any) -> Text:
+def _cell(col: Column, row: dict) -> str:
+    """A rendered cell; the model name carries ``GPU_MARK`` when the row's runtime was measured under a warning."""
+    text = col.text(row.get(col.key))
+    return text + GPU_MARK if col.key == "model" and row.get("gpu_warning") else text
+
+
+def _rich_cell(col: Column, row: dict) -> Text:
     """A cell as rich ``Text`` (never markup, so names like ``[x]`` print as they are)."""
-    text = col.text(value).strip()
+    value = row.get(col.key)
+    text = _cell(col, row).strip()
     style = "dim" if text == MISSING else "red" if value is False else ""
     return Text(text, style=style)
+
+
+# ------------------------------------------------------------------------------------ official results.json
+
+# table column -> key in the official harness's results.json (test_demo.py writes it per model, 2024+)
+OFFICIAL_KEYS = {
+    "val_psnr": "valid_ave_psnr",
+    "test_psnr": "test_ave_psnr",
+    "val_time_ms": "valid_ave_runtime",
+    "test_time_ms": "test_ave_runtime",
+    "params_m": "num_parameters",
+    "flops_g": "flops",
+    "acts_m": "activations",
+    "mem_mib": "valid_memory",
+    "conv": "num_conv",
+}
+
+
+@dataclass(frozen=True)
+class OfficialDiff:
+    """One (model, column) cell: the official value, srbench's, and srbench minus official."""
+
+    model: str
+    column: str
+    official: float | None
+    srbench: float | None
+
+    @property
+    def difference(self) -> float | None:
+        return None if self.official is None or self.srbench is None else self.srbench - self.official
+
+
+def read_official(path: Path) -> dict[str, dict]:
+    """The official ``results.json``: model name -> its numbers (the units of the table: M, G, ms, MiB)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path} is not JSON ({exc}); pass the repository's results.json") from None
+    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+        raise ResultsError(f"{path} is not an official results.json (expected {{model name: {{numbers}}}})")
+    return data
+
+
+def compare_official(table: ChallengeTable, official: dict[str, dict]) -> tuple[list[OfficialDiff], list[str]]:
+    """Per model present in both, per column of the table that the official file has: the two values.
+
+    Returns the cells and notes naming the models found on one side only.
+    """
+    headers = {c.key: c.header for c in table.columns}
+    ours = {row["model"]: row for row in table.rows}
+    cells = []
+    for model in (m for m in official if m in ours):
+        for key, official_key in OFFICIAL_KEYS.items():
+            if key in headers and official_key in official[model]:
+                cells.append(OfficialDiff(model, headers[key], _num(official[model][official_key]),
+                                          _num(ours[model].get(key))))
+    notes = [f"{m}: in the official file only" for m in official if m not in ours]
+    notes += [f"{m}: measured by srbench only" for m in ours if m not in official]
+    return cells, notes
+
+
+def render_comparison(cells: Sequence[OfficialDiff]) -> str:
+    """Tab-separated lines: model, column, official, srbench, difference (``-`` where a side has no value)."""
+    def text(value: float | None) -> str:
+        return MISSING if value is None else f"{value:.4f}"
+
+    lines = ["Model\tColumn\tOfficial\tsrbench\tDiff"]
+    lines += [f"{c.model}\t{c.column}\t{text(c.official)}\t{text(c.srbench)}\t"
+              f"{MISSING if c.difference is None else f'{c.difference:+.4f}'}" for c in cells]
+    return "\n".join(lines) + "\n"

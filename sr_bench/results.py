@@ -1,4 +1,16 @@
-"""Run records on disk: one JSON file per run, written atomically, read back with warnings.
+"""Run records: their schema (one typed definition per record kind) and their storage on disk.
+
+Schema: :class:`ProfileRecord` and :class:`EvalRecord` (TypedDicts, so a record stays the plain JSON dict
+that other tools read) are the only definition of what a record holds; ``docs/RECORDS.md`` documents every
+field. Builders construct them through these types and readers index them through these types. Loading
+upgrades an older schema version (:func:`upgrade`) and then checks every declared field's type
+(:func:`validate`), so a hand-edited or foreign record is skipped with a warning naming its file instead of
+crashing a reader. Keys a type does not declare are kept and not checked.
+
+Adding an optional field: declare it in the TypedDict it belongs to (``name: FieldType``; every class is
+``total=False``, so it is optional unless wrapped in ``Required[...]``), document it in ``docs/RECORDS.md``,
+and build it where the record is built. Validation picks the declaration up by itself. Renaming, moving or
+retyping a field needs a new ``SCHEMA_VERSION`` and a step in :func:`upgrade`.
 
 Layout: ``<results>/<kind>/<model>-x<scale>[-<dataset>]-<timestamp>-<id8>.json`` where ``kind`` is
 ``profile`` or ``eval``. One file per run (never a shared, rewritten file) means concurrent runs cannot
@@ -7,7 +19,7 @@ results folder (eval's per-image ``*.jsonl`` logs, notes, plots) are ignored by 
 
 Example::
 
-    path = write_record({"kind": "profile", "model": "lgvan", "scale": 4, ...}, Path("results"))
+    path = write_record(ProfileRecord(kind="profile", model="lgvan", scale=4, ...), Path("results"))
     records, warnings = load_records(Path("results"))
 """
 
@@ -17,27 +29,430 @@ import json
 import os
 import re
 import tempfile
+import types
 import uuid
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Literal, NotRequired, Required, TypedDict, Union, get_args, get_origin, get_type_hints
 
 from sr_bench import __version__
 from sr_bench.errors import ResultsError
 from sr_bench.files import default_file_mode
 
-SCHEMA_VERSION = 1
+# 1: the first release. 2: one memory block (``memory``) for both kinds, ``runtime_ms`` without memory keys,
+# ``exec.probe`` for both kinds (eval wrote ``exec.auto_probe``), ``exec.threads_requested``.
+SCHEMA_VERSION = 2
+OLDEST_READABLE = 1
 
 KINDS = ("profile", "eval")
 
-# Keys a record must carry to be usable in a table; anything else is optional.
-REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
-    "profile": ("model", "scale", "params", "flops"),
-    "eval": ("model", "scale", "dataset", "mean"),
+Number = Union[int, float]  # a JSON number; counts are ints in records srbench writes
+MemoryKind = Literal["cuda_max_allocated", "cpu_rss_peak"]
+MEMORY_KINDS: dict[str, str] = {  # what each ``memory.kind`` measures, as tables label it
+    "cuda_max_allocated": "torch.cuda.max_memory_allocated",
+    "cpu_rss_peak": "process RSS peak (CPU)",
 }
+
+# ---------------------------------------------------------------------------------------------------------
+# Record types (documented field by field in docs/RECORDS.md)
+
+
+class RuntimeStats(TypedDict, total=False):
+    """Runtime of the measured forwards in ms: raw samples plus statistics (unrounded)."""
+
+    mean: Number
+    median: Number
+    std: Number
+    min: Number
+    max: Number
+    p90: Number
+    iqr: Number
+    n: int
+    samples: list[Number]
+    warmup_samples: list[Number]
+    clock: str
+    warnings: list[str]
+
+
+class MemoryInfo(TypedDict, total=False):
+    """Peak memory of the measured forwards and how it was read."""
+
+    peak_mib: Number | None
+    baseline_mib: Number | None  # held just before the measured forwards
+    kind: MemoryKind
+    method: str
+
+
+class ExecInfo(TypedDict, total=False):
+    """The execution mode that produced the numbers (``label`` names it in tables)."""
+
+    label: Required[str]
+    memory_format: str
+    dtype: str
+    dtype_method: str | None
+    compile: bool
+    threads: int | None  # the threads that ran
+    threads_requested: int | None  # --threads as given (None: the default, all cores)
+    retain_heap: bool
+    probe: dict[str, Any] | None  # the --exec auto probe (max_abs_diff, chosen, reason)
+
+
+class CheckpointFacts(TypedDict, total=False):
+    path: str | None
+    sha256: str | None
+    verified: bool | None
+    key: str | None
+    load: dict[str, Any] | None  # strict, missing, unexpected, first_missing, first_unexpected (None: nothing loaded)
+    after_load: dict[str, int]  # --after-load method -> submodules it ran on
+
+
+class ShimFacts(TypedDict, total=False):
+    """What the CPU stand-ins for ``.cuda()`` did while the model's code ran (sr_bench.user_code)."""
+
+    active: bool
+    cuda_calls: int
+    loads_mapped: int
+    calls: dict[str, int]
+
+
+class ChallengeFacts(TypedDict, total=False):
+    """Which team of which challenge repository a record measures (``srbench challenge``)."""
+
+    repo: Required[str]
+    year: int | None
+    team_id: Required[int]
+    name: Required[str]
+    data_range: Number
+    tile: int | None
+    shims: ShimFacts | None
+    module: str | None
+    model_class: str
+    state_sha256: str
+
+
+class _Record(TypedDict, total=False):
+    """Fields both kinds share."""
+
+    kind: Required[Literal["profile", "eval"]]
+    schema_version: Required[int]
+    srbench_version: str
+    created: str  # ISO-8601, UTC
+    id: str  # uuid4 hex
+    model: Required[str]
+    scale: Required[int]
+    data_range: Number
+    device: str
+    protocol: str
+    exec: ExecInfo
+    checkpoint: CheckpointFacts
+    runtime_ms: RuntimeStats | None
+    memory_mib: Number | None  # = memory.peak_mib (the field tables read)
+    memory: MemoryInfo | None
+    env: dict[str, Any]
+    gpu_conditions: dict[str, Any] | None  # the fair-timing guard (sr_bench.gpu_conditions); None on CPU / no NVML
+    gpu_conditions_reason: str | None  # why gpu_conditions is None
+    warnings: list[str]
+    notices: list[str]
+    shims: ShimFacts | None  # None: no stand-in was needed
+    challenge: ChallengeFacts  # only in records made by `srbench challenge`
+
+
+class ProfileRecord(_Record, total=False):
+    """``srbench profile``: complexity, runtime and memory on a synthetic input."""
+
+    input_size: list[int]  # [H, W] of the LR input
+    batch: int
+    input_shape: list[int]  # [N, C, H, W]
+    protocol_description: str
+    flops_headline: str
+    params: Required[Number]
+    flops: Required[dict[str, Number | None]]  # convention -> FLOPs (None: not counted)
+    activations: Number
+    num_conv: Number
+    unsupported_ops: dict[str, dict[str, int]]
+    flops_by_operator: dict[str, dict[str, Number]]
+    by_layer: list[dict[str, Any]] | None
+    forward_passes: int
+    traced: bool
+    input_dependent: dict[str, Any] | None  # both seeded inputs' counts when they differ (seeds, flops, ...)
+    published: dict[str, dict[str, Any]] | None
+    profile_timings_s: dict[str, Number]
+
+
+class ImageRow(TypedDict, total=False):
+    """One evaluated image."""
+
+    name: Required[str]
+    lr_size: list[int]
+    hr_size: list[int]
+    psnr_rgb: Number
+    ssim_rgb: Number
+    psnr_y: Number
+    ssim_y: Number
+    runtime_ms: Number
+
+
+class MeanMetrics(TypedDict, total=False):
+    psnr_rgb: Number
+    ssim_rgb: Number
+    psnr_y: Number
+    ssim_y: Number
+    runtime_ms: Number
+
+
+class DataInfo(TypedDict, total=False):
+    """Where the images came from and how many of the set the run covered."""
+
+    hr_dir: str
+    lr_dir: str | None
+    lr_source: str
+    images_in_set: int  # pairs found in the folder
+    expected: int | None  # images the named set has (None: custom folders)
+    limit: int | None
+
+
+class TileInfo(TypedDict, total=False):
+    size: Required[int]
+    overlap: int
+
+
+class PipelineInfo(TypedDict, total=False):
+    workers: int  # threads in each of the decode and finish pools (``pipeline.worker_count``)
+
+
+class SrPngInfo(TypedDict, total=False):
+    dir: Required[str]  # where --save-sr wrote the PNGs
+    zlib_level: int
+    zlib_strategy: str
+
+
+class SkippedImage(TypedDict, total=False):
+    name: Required[str]
+    path: str
+    error: str
+
+
+class EvalRecord(_Record, total=False):
+    """``srbench eval``: per-image and mean quality and runtime of one model on one dataset."""
+
+    dataset: Required[str]
+    dataset_requested: str | None
+    split: str | None
+    images: list[ImageRow]
+    mean: Required[MeanMetrics]
+    crop_border: int
+    data: DataInfo
+    skipped: list[SkippedImage]
+    tile: TileInfo | None
+    pipeline: PipelineInfo
+    sr_png: SrPngInfo | None
+    run_log: str
+    resumed: bool
+    fp32_reference: dict[str, Any] | None
+
+
+Record = Union[ProfileRecord, EvalRecord]
+RECORD_TYPES: dict[str, type] = {"profile": ProfileRecord, "eval": EvalRecord}
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 _HOW_TO_RECORD = "run 'srbench profile --model NAME' or 'srbench eval ...' first"
+
+# ---------------------------------------------------------------------------------------------------------
+# Building and reading
+
+
+def split_measurement(measurement: dict[str, Any]) -> tuple[RuntimeStats, MemoryInfo]:
+    """The runtime and memory blocks of a record from ``timing.Measurement.to_dict()``."""
+    memory = MemoryInfo(peak_mib=measurement["peak_memory_mib"], baseline_mib=measurement["memory_baseline_mib"],
+                        kind=measurement["memory_kind"], method=measurement["memory_method"])
+    runtime: dict[str, Any] = {k: v for k, v in measurement.items() if k not in _V1_RUNTIME_MEMORY}
+    return RuntimeStats(**runtime), memory
+
+
+def eval_coverage(record: EvalRecord) -> tuple[int, int | None]:
+    """(images scored, images the dataset has); the second is None when the record does not say.
+
+    The dataset size is the larger of the pairs found and the named set's official count, so a run on a
+    half-downloaded folder, with ``--limit`` or with skipped images counts as partial.
+    """
+    data = record.get("data") or {}
+    sizes = [n for n in (data.get("images_in_set"), data.get("expected")) if isinstance(n, int) and n > 0]
+    return len(record.get("images") or []), max(sizes) if sizes else None
+
+
+def is_partial(record: EvalRecord) -> bool:
+    """Whether an eval record scored fewer images than its dataset holds."""
+    done, total = eval_coverage(record)
+    return total is not None and done < total
+
+
+def is_tiled(record: EvalRecord) -> bool:
+    return bool(record.get("tile"))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Validation and upgrades
+
+
+def validate(record: dict[str, Any]) -> str | None:
+    """Why ``record`` (already upgraded) does not match its type, or None when it does."""
+    kind = record.get("kind")
+    if kind not in RECORD_TYPES:
+        return f"unknown record kind {kind!r} (expected one of {', '.join(KINDS)})"
+    missing = [k for k in _required(RECORD_TYPES[kind]) if record.get(k) is None]
+    if missing:
+        return f"{kind} record is missing {', '.join(missing)}"
+    record_type = RECORD_TYPES[kind]
+    return None if _checker(record_type)(record) else _check(record, record_type, "")
+
+
+_V1_RUNTIME_MEMORY = ("peak_memory_mib", "memory_baseline_mib", "memory_kind", "memory_method")
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``record`` in the current schema (records of version 1 and later are readable)."""
+    full = dict(record)
+    if full.get("schema_version") == 1:
+        full = _v1_to_v2(full)
+    return full
+
+
+def _v1_to_v2(record: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 kept profile memory at the top level and inside ``runtime_ms``, eval memory under ``memory`` with
+    ``memory_``-prefixed keys, and eval's auto probe as ``exec.auto_probe``; version 2 has one layout for both."""
+    runtime = record.get("runtime_ms")
+    old = record.get("memory") if record.get("kind") == "eval" else runtime
+    if isinstance(old, dict):
+        record["memory"] = {
+            "peak_mib": old.get("peak_memory_mib", record.get("memory_mib")),
+            "baseline_mib": old.get("memory_baseline_mib"),
+            "kind": old.get("memory_kind", record.get("memory_kind")),
+            "method": old.get("memory_method", ""),
+        }
+    elif record.get("kind") == "profile":
+        record["memory"] = None
+    if isinstance(runtime, dict):
+        record["runtime_ms"] = {k: v for k, v in runtime.items() if k not in _V1_RUNTIME_MEMORY}
+    record.pop("memory_kind", None)
+    exec_info = record.get("exec")
+    if isinstance(exec_info, dict) and "auto_probe" in exec_info:
+        record["exec"] = {**{k: v for k, v in exec_info.items() if k != "auto_probe"}, "probe": exec_info["auto_probe"]}
+    record["schema_version"] = 2
+    return record
+
+
+@lru_cache(maxsize=None)
+def _fields(cls: type) -> dict[str, Any]:
+    """A TypedDict's declared fields with their types (``Required`` unwrapped)."""
+    return {k: _unwrap(v) for k, v in get_type_hints(cls, include_extras=True).items()}
+
+
+@lru_cache(maxsize=None)
+def _required(cls: type) -> tuple[str, ...]:
+    # computed from the hints: with postponed annotations Python 3.11's __required_keys__ misses Required[...]
+    return tuple(k for k, v in get_type_hints(cls, include_extras=True).items() if get_origin(v) is Required)
+
+
+def _unwrap(hint: Any) -> Any:
+    return get_args(hint)[0] if get_origin(hint) in (Required, NotRequired) else hint
+
+
+def _is_typeddict(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__annotations__")
+
+
+@lru_cache(maxsize=None)
+def _checker(hint: Any) -> Callable[[Any], bool]:
+    """A fast yes/no test for ``hint``, built once per type; :func:`_check` explains a no."""
+    origin, args = get_origin(hint), get_args(hint)
+    if hint is Any:
+        return lambda v: True
+    if origin in (Union, types.UnionType):
+        options = [_checker(a) for a in args]
+        return lambda v: any(c(v) for c in options)
+    if origin is Literal:
+        return lambda v: v in args
+    if _is_typeddict(hint):
+        fields = {k: _checker(t) for k, t in _fields(hint).items()}
+        required = _required(hint)
+        return lambda v: (isinstance(v, dict) and all(k in v for k in required)
+                          and all(c(v[k]) for k, c in fields.items() if k in v))
+    if origin is list:
+        item = _checker(args[0])
+        return lambda v: isinstance(v, list) and all(map(item, v))
+    if origin is dict:
+        item = _checker(args[1])
+        return lambda v: isinstance(v, dict) and all(map(item, v.values()))
+    if hint is type(None):
+        return lambda v: v is None
+    if hint is float:
+        return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if hint is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    return lambda v: isinstance(v, hint)
+
+
+def _check(value: Any, hint: Any, where: str) -> str | None:
+    """Why ``value`` is not a ``hint`` (naming the field path), or None."""
+    origin = get_origin(hint)
+    if _checker(hint)(value):
+        return None
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is not None and len(options) == 2 and type(None) in options:  # T | None: explain the T
+            return _check(value, next(o for o in options if o is not type(None)), where)
+        return _wrong(value, hint, where)
+    if origin is Literal:
+        return f"field '{where}' is {value!r}, expected one of {get_args(hint)}"
+    if _is_typeddict(hint):
+        if not isinstance(value, dict):
+            return _wrong(value, hint, where)
+        missing = [k for k in _required(hint) if k not in value]
+        if missing:
+            return f"field '{_join(where, missing[0])}' is missing"
+        for key, field_type in _fields(hint).items():
+            if key in value and (problem := _check(value[key], field_type, _join(where, key))):
+                return problem
+        return None
+    if origin is list:
+        if not isinstance(value, list):
+            return _wrong(value, hint, where)
+        (item,) = get_args(hint)
+        return next((p for i, v in enumerate(value) if (p := _check(v, item, f"{where}[{i}]"))), None)
+    if origin is dict:
+        if not isinstance(value, dict):
+            return _wrong(value, hint, where)
+        _, item = get_args(hint)
+        return next((p for k, v in value.items() if (p := _check(v, item, _join(where, str(k))))), None)
+    return _wrong(value, hint, where)
+
+
+def _wrong(value: Any, hint: Any, where: str) -> str:
+    return f"field '{where}' is {_type_name(type(value))}, expected {_type_name(hint)}"
+
+
+def _type_name(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    if get_origin(hint) in (Union, types.UnionType):
+        options = [h for h in get_args(hint) if h is not int or float not in get_args(hint)]  # int | float: a number
+        return " or ".join(_type_name(h) for h in options)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true/false", list: "a list", dict: "an object"}
+    if get_origin(hint) in (list, dict):
+        return names[get_origin(hint)]
+    if isinstance(hint, type) and issubclass(hint, dict):
+        return "an object"
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Storage
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -85,10 +500,10 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
-def stamp(record: dict) -> dict:
+def stamp(record: Record) -> Record:
     """A copy of ``record`` with ``schema_version``, ``srbench_version``, ``created`` (ISO-8601, UTC) and ``id``
     (uuid4 hex) added unless present: what :func:`write_record` stores, so a ``--json`` copy can be identical."""
-    full = dict(record)
+    full: Any = dict(record)
     full.setdefault("schema_version", SCHEMA_VERSION)
     full.setdefault("srbench_version", __version__)
     full.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="microseconds"))
@@ -96,7 +511,7 @@ def stamp(record: dict) -> dict:
     return full
 
 
-def write_record(record: dict, results_dir: Path) -> Path:
+def write_record(record: Record, results_dir: Path) -> Path:
     """Store one run record (stamped as :func:`stamp` does) and return its path; the caller's dict is not modified."""
     kind = record.get("kind")
     if kind not in KINDS:
@@ -107,8 +522,9 @@ def write_record(record: dict, results_dir: Path) -> Path:
     return path
 
 
-def load_records(results_dir: Path) -> tuple[list[dict], list[str]]:
-    """Read every record below ``results_dir``, oldest first; unusable files become warnings.
+def load_records(results_dir: Path) -> tuple[list[Record], list[str]]:
+    """Read every record below ``results_dir``, oldest first, upgraded to the current schema and validated;
+    unusable files (unreadable, corrupt JSON, wrong version, a field of the wrong type) become warnings.
 
     Raises:
         ResultsError: the folder is missing or holds no record files at all.
@@ -119,7 +535,7 @@ def load_records(results_dir: Path) -> tuple[list[dict], list[str]]:
     paths = sorted(p for p in root.rglob("*.json") if p.is_file() and not p.name.startswith("."))
     if not paths:
         raise ResultsError(f"no records in {root}: {_HOW_TO_RECORD}")
-    records: list[dict] = []
+    records: list[Record] = []
     warnings: list[str] = []
     for path in paths:
         record, problem = _read_record(path)
@@ -140,7 +556,7 @@ def record_time(record: dict) -> datetime:
     return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
 
 
-def _read_record(path: Path) -> tuple[dict, str | None]:
+def _read_record(path: Path) -> tuple[Any, str | None]:
     """Parse and check one file; the second item says why it cannot be used (None when it can)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -151,15 +567,13 @@ def _read_record(path: Path) -> tuple[dict, str | None]:
     if not isinstance(record, dict) or "schema_version" not in record:
         return {}, "not an srbench record (no schema_version)"
     version = record["schema_version"]
-    if version != SCHEMA_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or not OLDEST_READABLE <= version <= SCHEMA_VERSION:
         fix = "upgrade srbench" if isinstance(version, int) and version > SCHEMA_VERSION else "re-run to rewrite it"
-        return {}, f"schema version {version!r} is incompatible (this srbench reads {SCHEMA_VERSION}): {fix}"
-    kind = record.get("kind")
-    if kind not in KINDS:
-        return {}, f"unknown record kind {kind!r} (expected one of {', '.join(KINDS)})"
-    missing = [k for k in REQUIRED_KEYS[kind] if record.get(k) is None]
-    if missing:
-        return {}, f"{kind} record is missing {', '.join(missing)}"
+        return {}, f"schema version {version!r} is incompatible (this srbench reads {OLDEST_READABLE} to {SCHEMA_VERSION}): {fix}"
+    record = upgrade(record)
+    problem = validate(record)
+    if problem is not None:
+        return {}, f"{problem}; fix or delete the file, or re-run the command that made it"
     return record, None
 
 

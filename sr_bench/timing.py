@@ -24,17 +24,20 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import psutil
 import torch
 
 from sr_bench.errors import DeviceError, UsageError
+
+if TYPE_CHECKING:
+    from sr_bench.gpu_conditions import GpuGuard
 
 T = TypeVar("T")
 ClockKind = Literal["cuda_event", "perf_counter"]
@@ -478,19 +481,21 @@ def out_of_memory_error(
     return DeviceError(f"{device.type.upper()} out of memory at input {size}: {hint}")
 
 
-def measure_runtime(fn: Callable[[], torch.Tensor], spec: RuntimeSpec) -> Measurement:
+def measure_runtime(fn: Callable[[], torch.Tensor], spec: RuntimeSpec, guard: GpuGuard | None = None) -> Measurement:
     """Warm up, then time ``spec.repeats`` forwards of ``fn`` under ``torch.inference_mode``.
 
     ``fn`` runs the model on an input already on ``spec.device``. Threads are pinned and ``cudnn.benchmark`` is
     set per protocol for the duration, then restored. Peak memory covers the measured forwards only (reset before
     them under ``robust``; accumulated since the last reset under official protocols, as the challenge reads it).
+    ``guard`` (``sr_bench.gpu_conditions``) watches the GPU during the measured forwards, not the warm-up.
     """
     _require_cuda(spec.device)
     proto = spec.proto
     try:
         with torch.inference_mode(), pinned_threads(spec.threads), cudnn_benchmark(proto.cudnn_benchmark):
             warm = warm_up(fn, spec.device, proto, minimum=spec.warmup)
-            with track_peak_memory(spec.device, reset=proto.reset_peak_memory) as memory:
+            with track_peak_memory(spec.device, reset=proto.reset_peak_memory) as memory, \
+                    (guard.split() if guard is not None else nullcontext()):
                 samples = [time_call(fn, spec.device)[1] for _ in range(spec.repeats)]
     except RuntimeError as exc:
         if not is_out_of_memory(exc):

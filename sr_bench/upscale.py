@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from sr_bench.errors import DatasetError
+from sr_bench.errors import DatasetError, UsageError
 from sr_bench.images import read_rgb_u8, to_input, to_uint8, write_png
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.timing import is_out_of_memory, out_of_memory_error
@@ -21,11 +21,21 @@ def output_path(image: Path, out_dir: Path, scale: int) -> Path:
 
 
 def check_images(images: Sequence[Path]) -> None:
-    """Fail before any model is loaded when an input is missing, so a typo costs nothing."""
+    """Fail before any model is loaded when an input is missing, so a typo costs nothing, or when two inputs
+    would be written to the same output (``a/baby.png`` and ``b/baby.png``): refused rather than renamed, so an
+    output's name always says which input it came from."""
     missing = [p for p in images if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DatasetError(f"image not found: {missing[0]}{more}")
+    by_stem: dict[str, Path] = {}
+    for image in images:
+        first = by_stem.setdefault(image.stem, image)
+        if first.resolve() != image.resolve():
+            raise UsageError(
+                f"{first} and {image} would both be written as {image.stem}_x<scale>.png: upscale them in separate "
+                "runs with different --out folders, or rename one"
+            )
 
 
 def upscale_files(

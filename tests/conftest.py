@@ -89,6 +89,25 @@ def specs_dir() -> Path:
     return TEST_DATA
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` run the real CUDA paths: skipped, with the reason, where torch sees no CUDA device.
+
+    Unlike a missing asset this skip holds under ``SRBENCH_REQUIRE_ASSETS=1`` too: a GPU is a machine, not an
+    asset, and CI has none (the faked CUDA tests in ``test_gpu_fakes.py`` run everywhere).
+    """
+    gpu_items = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_items:
+        return
+    import torch  # only when gpu tests were collected
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False); "
+                                   "run them on a GPU machine: bash benchmarks/gpu_check.sh")
+    for item in gpu_items:
+        item.add_marker(skip)
+
+
 def require_file(path: Path) -> Path:
     """``path`` if it is a file; otherwise skip the test naming it (fail under ``SRBENCH_REQUIRE_ASSETS=1``)."""
     if not path.is_file():

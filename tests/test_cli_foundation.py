@@ -17,7 +17,7 @@ from sr_bench.cli.app import app
 from sr_bench.images import write_png
 
 LGVAN_SHA = "fe201971de6fb18e62fd17d7c10817cf406d68b7aa2adb5f00474a066b05e0ec"
-COMMANDS = {"models", "weights", "upscale", "profile", "eval", "datasets", "report"}
+COMMANDS = {"models", "weights", "upscale", "profile", "eval", "datasets", "report", "env", "challenge"}
 
 
 def run(*args: object):

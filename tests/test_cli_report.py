@@ -114,7 +114,7 @@ def test_corrupt_and_incompatible_records_warn_and_the_rest_is_reported(results:
     warnings = result.stderr.splitlines()
     assert len(warnings) == 2
     assert warnings[0].startswith("Warning: skipped eval/broken.json: corrupt JSON")
-    assert warnings[1].startswith("Warning: skipped eval/newer.json: schema version 2 is incompatible")
+    assert warnings[1].startswith(f"Warning: skipped eval/newer.json: schema version {SCHEMA_VERSION + 1} is incompatible")
 
 
 def test_missing_dataset_is_a_warning_naming_what_exists(results: Path) -> None:

@@ -77,12 +77,12 @@ def test_auto_keeps_every_per_image_quality_number(eager_and_auto: tuple[dict, d
 
 def test_auto_record_says_which_mode_ran_and_why(eager_and_auto: tuple[dict, dict]) -> None:
     eager, auto = eager_and_auto
-    assert eager["exec"]["label"] == "eager" and eager["exec"]["auto_probe"] is None
+    assert eager["exec"]["label"] == "eager" and eager["exec"]["probe"] is None
     run = auto["exec"]
     assert run["label"] == "channels_last+retain_heap" and run["memory_format"] == "channels_last"
     assert run["dtype"] == "fp32" and run["dtype_method"] is None and run["compile"] is False
     assert run["threads"] == THREADS and auto["env"]["torch_threads"] == THREADS
-    probe = run["auto_probe"]
+    probe = run["probe"]
     assert probe["chosen"] == "channels_last" and "matches eager" in probe["reason"]
     assert probe["data_range"] == auto["data_range"] and probe["tolerance"] == AUTO_TOLERANCE
     assert 0 <= probe["max_abs_diff"] <= AUTO_TOLERANCE * auto["data_range"]

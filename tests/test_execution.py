@@ -12,6 +12,7 @@ from sr_bench import cpu_heap, execution
 from sr_bench.errors import SrBenchError, UsageError
 from sr_bench.execution import EAGER, ExecMode, ExecRequest, parse_exec, prepare, resolve_auto, resolve_exec
 from sr_bench.timing import RuntimeSpec, measure_runtime
+from sr_bench.user_code import ModelFault
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda", 0)
@@ -217,7 +218,8 @@ def test_compile_failures_become_srbench_errors(model: TinySR, lr: Tensor, monke
 
 
 def test_errors_without_compile_are_not_relabelled(lr: Tensor) -> None:
-    with pytest.raises(AssertionError, match="should not run"):
+    """Not a compile error: the model's own fault, named with the model and its exception."""
+    with pytest.raises(ModelFault, match=r"model Exploding failed in forward: AssertionError: the model should not run"):
         prepare(Exploding(), EAGER, CPU)(lr)
 
 

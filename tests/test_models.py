@@ -9,6 +9,7 @@ import torch
 
 from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError
 from sr_bench.models import check_output_shape, is_user_model, load_model, parse_model_args, resolve_model
+from sr_bench.user_code import ModelFault
 from sr_bench.zoo import ModelSpec, get_spec, list_models, registry
 
 USER_FILE = Path(__file__).resolve().parent / "data" / "user_net.py"
@@ -110,7 +111,7 @@ def test_bad_class_name():
 def test_file_that_fails_to_import(tmp_path):
     path = tmp_path / "broken.py"
     path.write_text("import torch\nVALUE = 1 / 0\n")
-    with pytest.raises(UnknownModelError, match=r"importing .*broken\.py failed: ZeroDivisionError: division by zero"):
+    with pytest.raises(ModelFault, match=r"model .*broken\.py failed in import: ZeroDivisionError: division by zero"):
         resolve_model(f"{path}:Net")
 
 

@@ -12,7 +12,9 @@ from sr_bench.cli.app import app
 from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
 from sr_bench.models import resolve_model
-from sr_bench.profile import ProfileRequest, parse_size, published_check, run_profile
+from sr_bench.profile import ProfileRequest, published_check, run_profile
+from sr_bench.results import SCHEMA_VERSION
+from sr_bench.sizes import parse_size
 
 REQUIRED = ("model", "scale", "input_size", "device", "protocol", "params", "flops", "activations", "num_conv",
             "runtime_ms", "memory_mib", "env", "warnings")
@@ -46,7 +48,7 @@ def test_record_has_the_public_fields(rfdn):
     runtime = record["runtime_ms"]
     assert {"mean", "median", "std", "min", "p90", "samples"} <= set(runtime)
     assert len(runtime["samples"]) == 3 and runtime["min"] <= runtime["median"] <= max(runtime["samples"])
-    assert record["memory_mib"] > 0 and record["memory_kind"] == "cpu_rss_peak"
+    assert record["memory_mib"] > 0 and record["memory"]["kind"] == "cpu_rss_peak"
     assert record["env"]["torch"] == torch.__version__
     assert record["exec"]["threads"] == 1
     json.dumps(record)  # JSON-ready as it is
@@ -143,7 +145,7 @@ def test_cli_golden_counts_for_lgvan(tmp_path, weights_dir, monkeypatch):
     assert "= published" in result.stdout
     stored = list((tmp_path / "results" / "profile").glob("lgvan-x4-*.json"))
     assert len(stored) == 1 and json.loads(stored[0].read_text()) == record  # --json is the stored record, id included
-    assert record["id"] and record["schema_version"] == 1
+    assert record["id"] and record["schema_version"] == SCHEMA_VERSION
 
 
 def test_cli_profiles_a_user_model(tmp_path):

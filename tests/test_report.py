@@ -223,7 +223,7 @@ def test_all_records_unusable_is_an_error(tmp_path: Path) -> None:
 def test_md_csv_json_and_rich(golden_dir: Path) -> None:
     table, _ = load_table(golden_dir, val=VAL, test=None, flops="ntire2023")
     md = render(table, "md").splitlines()
-    assert md[0] == (f"*x4; val: {VAL}; FLOPs: ntire2023 (module hooks as in NTIRE 2022/2023; 1 MAC = 1 FLOP); "
+    assert md[0] == (f"*x4; val: {VAL}; FLOPs: ntire2023 (module hooks as in NTIRE 2022/2023; 1 MAC = 1 FLOP) at 256×256 input; "
                      "protocol: ntire2023; device: cuda*")
     assert md[2] == "| Model | Val PSNR | Val Time [ms] | Params [M] | FLOPs [G] | Acts [M] | Mem [M] | Conv |"
     assert md[3] == "|:---|---:|---:|---:|---:|---:|---:|---:|"
@@ -310,10 +310,10 @@ def test_plot_errors(golden_dir: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert not (tmp_path / "fig.png").exists()
 
 
-def test_partial_eval_is_flagged(golden_dir: Path) -> None:
+def test_partial_eval_is_passed_over_for_a_complete_one(golden_dir: Path) -> None:
     images = [{"name": f"{i:04d}"} for i in range(10)]
     write_record(eval_record("18_LGVAN", VAL, 29.1, 70.0, images=images, data={"images_in_set": 100, "limit": 10}),
                  golden_dir)
     table, notes = load_table(golden_dir, val=VAL, test=None)
-    assert notes == ["18_LGVAN: the div2k-valid record covers 10 of 100 images; re-run eval on the whole set"]
-    assert table.rows[0]["val_psnr"] == 29.1
+    assert notes == ["18_LGVAN: 1 newer partial eval record(s) left out for a complete untiled one on div2k-valid"]
+    assert table.rows[0]["val_psnr"] == GOLDEN_2023["18_LGVAN"]["psnr"]

@@ -18,7 +18,12 @@ from sr_bench.results import (
     SCHEMA_VERSION,
     atomic_write_json,
     atomic_write_text,
+    eval_coverage,
+    is_partial,
     load_records,
+    split_measurement,
+    upgrade,
+    validate,
     write_record,
 )
 
@@ -122,7 +127,7 @@ def test_load_records_names_and_skips_bad_files(tmp_path: Path) -> None:
     text = "\n".join(warnings)
     assert len(warnings) == 3, text
     assert "profile/broken.json: corrupt JSON" in text
-    assert "profile/future.json: schema version 2 is incompatible" in text and "upgrade srbench" in text
+    assert f"profile/future.json: schema version {SCHEMA_VERSION + 1} is incompatible" in text and "upgrade srbench" in text
     assert "eval record is missing mean" in text
 
 
@@ -165,3 +170,97 @@ def test_concurrent_writers_and_reader(tmp_path: Path) -> None:
     for w in range(WRITERS):
         assert sorted(r["index"] for r in records if r["model"] == f"w{w}") == list(range(RECORDS_PER_WRITER))
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+
+
+# ---------------------------------------------------------------- schema: types, validation, upgrades
+
+V1_PROFILE = {
+    "kind": "profile", "schema_version": 1, "model": "lgvan", "scale": 4, "input_size": [256, 256],
+    "params": 118243, "flops": {"ntire2023": 9057572992, "fvcore": 9036601472, "full": 9625114752},
+    "exec": {"label": "eager", "probe": None},
+    "runtime_ms": {"mean": 2.0, "median": 2.0, "n": 1, "samples": [2.0], "peak_memory_mib": 12.5,
+                   "memory_baseline_mib": 3.0, "memory_kind": "cpu_rss_peak", "memory_method": "VmHWM"},
+    "memory_mib": 12.5, "memory_kind": "cpu_rss_peak", "created": "2026-01-01T00:00:00+00:00", "id": "b" * 32,
+}
+V1_EVAL = {
+    "kind": "eval", "schema_version": 1, "model": "rfdn", "scale": 4, "dataset": "set5",
+    "mean": {"psnr_rgb": 30.25, "runtime_ms": 5.0}, "images": [{"name": "baby", "psnr_rgb": 30.25}],
+    "exec": {"label": "eager", "auto_probe": {"chosen": "eager"}},
+    "runtime_ms": {"mean": 5.0, "samples": [5.0]}, "memory_mib": 40.0,
+    "memory": {"peak_memory_mib": 40.0, "memory_baseline_mib": 10.0, "memory_kind": "cuda_max_allocated",
+               "memory_method": "torch.cuda"},
+    "created": "2026-01-01T00:00:01+00:00", "id": "c" * 32,
+}
+
+
+def test_version_1_records_are_upgraded_on_load(tmp_path: Path) -> None:
+    (tmp_path / "profile").mkdir()
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "profile" / "old.json").write_text(json.dumps(V1_PROFILE))
+    (tmp_path / "eval" / "old.json").write_text(json.dumps(V1_EVAL))
+    (profile, evaluation), warnings = load_records(tmp_path)
+    assert warnings == []
+    assert profile["schema_version"] == evaluation["schema_version"] == SCHEMA_VERSION == 2
+    assert profile["memory"] == {"peak_mib": 12.5, "baseline_mib": 3.0, "kind": "cpu_rss_peak", "method": "VmHWM"}
+    assert profile["runtime_ms"] == {"mean": 2.0, "median": 2.0, "n": 1, "samples": [2.0]}
+    assert "memory_kind" not in profile and profile["memory_mib"] == 12.5
+    assert evaluation["memory"] == {"peak_mib": 40.0, "baseline_mib": 10.0, "kind": "cuda_max_allocated",
+                                    "method": "torch.cuda"}
+    assert evaluation["exec"] == {"label": "eager", "probe": {"chosen": "eager"}}
+
+
+def test_upgrade_does_not_modify_its_argument() -> None:
+    original = json.loads(json.dumps(V1_EVAL))
+    upgraded = upgrade(original)
+    assert original == V1_EVAL and upgraded["schema_version"] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"model": ["lgvan", "rfdn"]}, "field 'model' is a list, expected a string"),
+        ({"scale": {"x": 4}}, "field 'scale' is an object, expected an integer"),
+        ({"scale": True}, "field 'scale' is true/false, expected an integer"),
+        ({"mean": {"psnr_rgb": "high"}}, "field 'mean.psnr_rgb' is a string, expected a number"),
+        ({"images": [{"psnr_rgb": 30.0}]}, "field 'images[0].name' is missing"),
+        ({"memory": {"kind": "gpu"}}, "field 'memory.kind' is 'gpu', expected one of"),
+        ({"exec": {"threads": 2}}, "field 'exec.label' is missing"),
+        ({"tile": 48}, "field 'tile' is an integer, expected an object"),
+        ({"mean": None}, "eval record is missing mean"),
+    ],
+)
+def test_validate_names_the_bad_field(change: dict, problem: str) -> None:
+    record = {**eval_record(), "schema_version": SCHEMA_VERSION, **change}
+    assert problem in (validate(record) or "")
+
+
+def test_a_record_of_the_wrong_type_is_skipped_with_its_file_named(tmp_path: Path) -> None:
+    write_record(eval_record("good"), tmp_path)
+    write_record(eval_record(["a", "b"]), tmp_path)  # type: ignore[arg-type]
+    records, warnings = load_records(tmp_path)
+    assert [r["model"] for r in records] == ["good"]
+    assert len(warnings) == 1 and warnings[0].startswith("skipped eval/")
+    assert "field 'model' is a list, expected a string" in warnings[0]
+
+
+def test_records_srbench_builds_validate_and_keep_unknown_keys() -> None:
+    full = {**profile_record(input_size=[256, 256], batch=1, runtime_ms=None, memory=None, memory_mib=None,
+                             notices=[], some_future_field={"x": 1}), "schema_version": SCHEMA_VERSION}
+    assert validate(full) is None
+    assert validate({**full, "kind": "train"}) == "unknown record kind 'train' (expected one of profile, eval)"
+
+
+def test_split_measurement_gives_one_memory_block() -> None:
+    measured = {"mean": 1.0, "n": 1, "samples": [1.0], "warnings": [], "peak_memory_mib": 5.0,
+                "memory_baseline_mib": 1.0, "memory_kind": "cpu_rss_peak", "memory_method": "VmHWM"}
+    runtime, memory = split_measurement(measured)
+    assert runtime == {"mean": 1.0, "n": 1, "samples": [1.0], "warnings": []}
+    assert memory == {"peak_mib": 5.0, "baseline_mib": 1.0, "kind": "cpu_rss_peak", "method": "VmHWM"}
+
+
+def test_eval_coverage_uses_the_larger_of_found_and_expected() -> None:
+    rows = [{"name": "a"}, {"name": "b"}]
+    assert eval_coverage(eval_record(images=rows, data={"images_in_set": 2, "expected": 5})) == (2, 5)
+    assert is_partial(eval_record(images=rows, data={"images_in_set": 2, "expected": 5}))
+    assert not is_partial(eval_record(images=rows, data={"images_in_set": 2, "expected": None}))
+    assert eval_coverage(eval_record(images=rows)) == (2, None) and not is_partial(eval_record(images=rows))

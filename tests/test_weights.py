@@ -126,11 +126,14 @@ def test_params_used_when_no_ema(tmp_path):
     assert loaded.checkpoint.key == "params"
 
 
-def test_spec_key_missing_is_named(tmp_path):
+def test_spec_key_missing_falls_back_in_the_documented_order(tmp_path):
+    state = random_state("lgvan", 0)
     path = tmp_path / "only_params.pth"
-    torch.save({"params": random_state("lgvan", 0)}, path)
-    with pytest.raises(CheckpointError, match=r"has no 'params_ema' entry \(it has: params\)"):
-        resolve_model("lgvan", weights=path)
+    torch.save({"params": state}, path)
+    loaded = resolve_model("lgvan", weights=path)
+    assert_weights_equal(loaded.module, state)
+    assert loaded.checkpoint.key == "params"
+    assert f"{path} has no 'params_ema' entry; loaded 'params' (the next key in the documented order)" in loaded.notices
 
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "model"])

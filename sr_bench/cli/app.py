@@ -6,6 +6,7 @@ Usage::
     srbench profile --model lgvan       # params, FLOPs, activations, runtime, memory
     srbench eval --model lgvan --dataset set5
     srbench report --format md
+    srbench challenge profile NTIRE2025_ESR   # every team of a challenge repository
 
 Every ``SrBenchError`` (and every usage error) is printed as ``Error: <message>`` on stderr with a
 non-zero exit and no traceback; ``SRBENCH_DEBUG=1`` shows the traceback of unexpected failures.
@@ -20,7 +21,7 @@ import typer
 from typer.core import TyperGroup
 
 from sr_bench import __version__
-from sr_bench.cli import datasets, models, output, profile, report, upscale, weights
+from sr_bench.cli import challenge, datasets, env, models, output, profile, report, upscale, weights
 from sr_bench.cli import eval as evaluate
 from sr_bench.errors import SrBenchError
 
@@ -101,6 +102,8 @@ app.command("profile", help=profile.profile.__doc__)(profile.profile)
 app.command("eval", help=evaluate.eval_cmd.__doc__)(evaluate.eval_cmd)
 app.add_typer(datasets.app, name="datasets")
 app.command("report", help=report.report.__doc__)(report.report)
+app.command("env", help=env.env_show.__doc__)(env.env_show)
+app.add_typer(challenge.app, name="challenge")
 
 
 def main() -> None:

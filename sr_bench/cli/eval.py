@@ -21,26 +21,29 @@ from rich.table import Table
 
 from sr_bench.cli import output
 from sr_bench.cli.options import (
+    AfterLoadOpt,
+    CheckpointKeyOpt,
     DataRangeOpt,
     DeviceOpt,
     ExecOpt,
     JsonOpt,
     ModelArgsOpt,
+    NoStrictOpt,
     ProtocolOpt,
     ResultsOpt,
     ScaleOpt,
     ThreadsOpt,
     WeightsOpt,
+    load_options,
 )
 from sr_bench.errors import UsageError
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
-from sr_bench.results import atomic_write_json
+from sr_bench.results import MEMORY_KINDS, atomic_write_json
 
 if TYPE_CHECKING:
     from sr_bench.evaluate import EvalEvent, EvalResult
-
-MEMORY_LABEL = {"cuda_max_allocated": "torch.cuda.max_memory_allocated", "cpu_rss_peak": "process RSS peak (CPU)"}
+    from sr_bench.results import EvalRecord
 
 
 def _names(text: str | None) -> list[str]:
@@ -67,6 +70,9 @@ def eval_cmd(
     weights: WeightsOpt = None,
     data_range: DataRangeOpt = None,
     model_args: ModelArgsOpt = None,
+    checkpoint_key: CheckpointKeyOpt = None,
+    no_strict: NoStrictOpt = False,
+    after_load: AfterLoadOpt = None,
     device: DeviceOpt = "auto",
     protocol: ProtocolOpt = "robust",
     exec_mode: ExecOpt = "auto",
@@ -114,6 +120,7 @@ def eval_cmd(
         weights=weights,
         data_range=data_range,
         model_args=model_args,
+        load=load_options(checkpoint_key, no_strict, after_load),
         device=device,
     )
     with _ProgressView() as view:
@@ -170,7 +177,7 @@ def _fmt(value: float, digits: int) -> str:
 
 
 def _render(run: EvalResult) -> None:
-    rec = run.record
+    rec: EvalRecord = run.record
     alias = f" (for '{rec['dataset_requested']}')" if rec["dataset_requested"] not in (rec["dataset"], None) and rec["data"]["expected"] else ""
     title = (
         f"{rec['model']} x{rec['scale']} on {rec['dataset']}{alias} — {rec['device']}, protocol {rec['protocol']}, "
@@ -188,8 +195,9 @@ def _render(run: EvalResult) -> None:
                   _fmt(mean["ssim_y"], 4), _fmt(mean["runtime_ms"], 2))
     output.out.print(table)
     rt = rec["runtime_ms"]
-    memory = rec["memory_mib"]
-    memory_text = "-" if memory is None else f"{memory:.2f} MiB ({MEMORY_LABEL.get(rec['memory']['memory_kind'], '')})"
+    memory = rec.get("memory") or {}
+    peak = memory.get("peak_mib")
+    memory_text = "-" if peak is None else f"{peak:.2f} MiB ({MEMORY_KINDS.get(memory.get('kind', ''), '')})"
     output.out.print(
         f"runtime: mean {rt['mean']:.2f} ms, median {rt['median']:.2f} ms, std {rt['std']:.2f} ms over {rt['n']} images "
         f"({len(rt['warmup_samples'])} warm-up forwards); peak memory {memory_text}",
@@ -198,4 +206,6 @@ def _render(run: EvalResult) -> None:
     )
     for bad in rec["skipped"]:
         output.warning(f"skipped {bad['name']}: {bad['error']}")
+    for message in (rec.get("gpu_conditions") or {}).get("warnings", []):
+        output.warning(message)  # the fair-timing guard: the runtimes above were measured under this
     output.info(f"record saved: {run.path} (per-image log: {rec['run_log']})")

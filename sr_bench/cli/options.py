@@ -10,7 +10,7 @@ import typer
 from sr_bench.cli import output
 
 if TYPE_CHECKING:
-    from sr_bench.models import LoadedModel
+    from sr_bench.models import LoadedModel, LoadOptions
 
 ModelOpt = Annotated[
     str,
@@ -29,6 +29,17 @@ DataRangeOpt = Annotated[
 ]
 ModelArgsOpt = Annotated[
     Optional[str], typer.Option("--model-args", help="User models: constructor kwargs as a JSON object.")
+]
+CheckpointKeyOpt = Annotated[
+    Optional[str],
+    typer.Option("--checkpoint-key", help="Checkpoint entry holding the state dict (e.g. params); 'none' = the top level. Default: params_ema, params, state_dict, model."),
+]
+NoStrictOpt = Annotated[
+    bool, typer.Option("--no-strict", help="Load with strict=False; missing/unexpected keys are counted in the record.")
+]
+AfterLoadOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--after-load", help="After loading, call METHOD() on every submodule that has it (e.g. switch_deploy); repeatable."),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", "-d", help="auto, cpu, cuda or cuda:N.")]
 ResultsOpt = Annotated[
@@ -56,6 +67,7 @@ def load_cli_model(
     model_args: str | None,
     device: str = "cpu",
     require_weights: bool = False,
+    load: LoadOptions | None = None,
 ) -> LoadedModel:
     """Resolve a model from the shared options and show its notices on stderr."""
     from sr_bench.models import resolve_model  # torch: imported when a command needs a model, not at start-up
@@ -68,9 +80,17 @@ def load_cli_model(
         data_range=data_range,
         model_args=model_args,
         require_weights=require_weights,
+        load=load,
     )
     for message in loaded.notices:
         output.notice(message)
     for message in loaded.warnings:
         output.warning(message)
     return loaded
+
+
+def load_options(checkpoint_key: str | None, no_strict: bool, after_load: list[str] | None) -> LoadOptions:
+    """The loading flags (--checkpoint-key, --no-strict, --after-load) as one value for resolve_model."""
+    from sr_bench.models import LoadOptions  # torch: imported when a command needs a model, not at start-up
+
+    return LoadOptions(checkpoint_key=checkpoint_key, strict=not no_strict, after_load=tuple(after_load or ()))

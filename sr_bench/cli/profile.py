@@ -11,22 +11,27 @@ from rich.table import Table
 from sr_bench.checkpoint_files import checkpoint_label
 from sr_bench.cli import output
 from sr_bench.cli.options import (
+    AfterLoadOpt,
+    CheckpointKeyOpt,
     DataRangeOpt,
     DeviceOpt,
     ExecOpt,
     JsonOpt,
     ModelArgsOpt,
     ModelOpt,
+    NoStrictOpt,
     ProtocolOpt,
     ResultsOpt,
     ScaleOpt,
     ThreadsOpt,
     WeightsOpt,
     load_cli_model,
+    load_options,
 )
 from sr_bench.errors import UsageError
 from sr_bench.paths import results_dir
-from sr_bench.results import atomic_write_json, write_record
+from sr_bench.results import MEMORY_KINDS, atomic_write_json, write_record
+from sr_bench.sizes import parse_size
 
 if TYPE_CHECKING:
     from sr_bench.profile import ProfileResult
@@ -45,6 +50,9 @@ def profile(
     weights: WeightsOpt = None,
     data_range: DataRangeOpt = None,
     model_args: ModelArgsOpt = None,
+    checkpoint_key: CheckpointKeyOpt = None,
+    no_strict: NoStrictOpt = False,
+    after_load: AfterLoadOpt = None,
     device: DeviceOpt = "auto",
     protocol: ProtocolOpt = "robust",
     exec_mode: ExecOpt = "auto",
@@ -67,7 +75,7 @@ def profile(
     Example: srbench profile --model lgvan --size 256 --json lgvan.json
     """
     from sr_bench.execution import parse_exec  # torch: imported when the command runs, not at start-up
-    from sr_bench.profile import ProfileRequest, parse_size, run_profile
+    from sr_bench.profile import ProfileRequest, run_profile
     from sr_bench.timing import resolve_device
 
     request = ProfileRequest(
@@ -86,13 +94,16 @@ def profile(
     if json_path is not None and len(names) > 1:
         raise UsageError("--json takes one model; profile several models without --json (records go to --results)")
     for name in names:
-        loaded = load_cli_model(name, scale, weights, data_range, model_args, device=str(request.device))
+        loaded = load_cli_model(name, scale, weights, data_range, model_args, device=str(request.device),
+                                load=load_options(checkpoint_key, no_strict, after_load))
         with output.err.status(f"profiling {loaded.name}…") as status:
             result = run_profile(loaded, request, progress=lambda msg: status.update(f"{loaded.name}: {msg}…"))
         path = write_record(result.record, results_dir(results))
         if json_path is not None:
             atomic_write_json(json_path, result.record)
         _render(result)
+        for message in result.record.get("notices", []):
+            output.notice(message)
         for message in result.record["warnings"]:
             output.warning(message)
         output.info(f"record saved: {path}" + (f" and {json_path}" if json_path else ""))
@@ -132,21 +143,31 @@ def _render(result: ProfileResult) -> None:
             return ""
         return "  [green]= published[/]" if published[key]["equal"] else f"  [red]≠ published {published[key]['published']:,}[/]"
 
+    dependent = rec.get("input_dependent") or {}
+
+    def count_cell(value: int | None, pair: list | None, unit: str, div: float, digits: int) -> str:
+        """One count, or the range over the two seeded inputs when the model's work depends on its input."""
+        if pair is None or value is None or pair[0] == pair[1] or None in pair:
+            return _fmt_count(value, unit, div, digits)
+        low, high = sorted(pair)
+        return f"{low / div:,.{digits}f} – {high / div:,.{digits}f} {unit}  (input-dependent)"
+
     table.add_row("Params", _fmt_count(rec["params"], "M", 1e6, 3), "all parameters, buffers excluded" + mark("params"))
     for conv, key in (("ntire2023", "flops_hooks"), ("fvcore", "flops_fvcore"), ("full", None)):
         headline = " [bold](headline)[/]" if conv == rec["flops_headline"] else ""
-        table.add_row(f"FLOPs ({conv})", _fmt_count(rec["flops"].get(conv), "G", 1e9, 3),
+        table.add_row(f"FLOPs ({conv})", count_cell(rec["flops"].get(conv), dependent.get("flops", {}).get(conv), "G", 1e9, 3),
                       CONVENTION_NOTES[conv] + headline + (mark(key) if key else ""))
-    table.add_row("Activations", _fmt_count(rec["activations"], "M", 1e6, 2), "Σ conv output elements" + mark("activations"))
+    table.add_row("Activations", count_cell(rec["activations"], dependent.get("activations"), "M", 1e6, 2),
+                  "Σ conv output elements" + mark("activations"))
     table.add_row("#Conv", f"{rec['num_conv']}", "conv calls" + mark("num_conv"))
     rt = rec["runtime_ms"]
     if rt is not None:
         table.add_row("Runtime (median)", f"{rt['median']:.2f} ms",
                       f"mean {rt['mean']:.2f}, std {rt['std']:.2f}, min {rt['min']:.2f}, p90 {rt['p90']:.2f} "
                       f"over {rt['n']} forwards ({rt['clock']}, {len(rt['warmup_samples'])} warm-up)")
-        memory = rec["memory_mib"]
-        how = "torch.cuda.max_memory_allocated" if rec["memory_kind"] == "cuda_max_allocated" else "process RSS peak (CPU)"
-        table.add_row("Peak memory", "-" if memory is None else f"{memory:.2f} MiB", how)
+        memory = rec.get("memory") or {}
+        peak = memory.get("peak_mib")
+        table.add_row("Peak memory", "-" if peak is None else f"{peak:.2f} MiB", MEMORY_KINDS.get(memory.get("kind", ""), ""))
     table.add_row("Threads", str(rec["exec"].get("threads") or "-"), f"CPU: {rec['env'].get('cpu_model') or '?'}")
     ckpt = rec["checkpoint"]
     table.add_row("Checkpoint", checkpoint_label(ckpt["path"], ckpt["verified"]),

@@ -6,6 +6,7 @@ Usage::
     srbench report --val set5 --test none --format md
     srbench report --val div2k-valid --test none --flops ntire2023 --out results.txt
     srbench report --score 2024 --baseline rlfn --extra ssim,y --plot psnr_runtime.png
+    srbench report --val set5 --test none --size 32 --allow-partial   # 32x32 profiles, partial evals marked
 """
 
 from __future__ import annotations
@@ -26,10 +27,14 @@ from sr_bench.report import (
     ORDERS,
     format_for_path,
     load_table,
+    read_official,
     render,
+    render_comparison,
     to_rich,
 )
+from sr_bench.report import compare_official as compare_with_official
 from sr_bench.results import atomic_write_text
+from sr_bench.sizes import parse_size
 
 NONE_WORDS = ("", "none", "-")
 
@@ -61,6 +66,16 @@ def report(
     plot: Annotated[
         Optional[Path], typer.Option("--plot", help="Also save the PSNR-vs-runtime figure (.png/.pdf/.svg).")
     ] = None,
+    size: Annotated[
+        str, typer.Option("--size", help="Input size of the profiles used for Params/FLOPs/Acts/Conv: N or HxW.")
+    ] = "256",
+    allow_partial: Annotated[
+        bool, typer.Option("--allow-partial", help="Use an eval record that covers only part of its dataset (marked).")
+    ] = False,
+    compare_official: Annotated[
+        Optional[Path],
+        typer.Option("--compare-official", help="An official results.json: print official vs srbench per team and column."),
+    ] = None,
 ) -> None:
     """Build the NTIRE challenge table (PSNR, runtime, params, FLOPs, activations, memory, #conv) from run records.
 
@@ -78,9 +93,17 @@ def report(
         score=score,
         baseline=table_baseline,
         order=order,
+        size=parse_size(size),
+        allow_partial=allow_partial,
     )
     for message in warnings:
         output.warning(message)
+    if compare_official is not None:
+        cells, notes = compare_with_official(table, read_official(compare_official))
+        for message in notes:
+            output.notice(message)
+        output.raw(render_comparison(cells))
+        return
     if plot is not None:
         from sr_bench.plot import plot_psnr_runtime
 

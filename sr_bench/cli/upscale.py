@@ -9,15 +9,19 @@ import typer
 
 from sr_bench.cli import output
 from sr_bench.cli.options import (
+    AfterLoadOpt,
+    CheckpointKeyOpt,
     DataRangeOpt,
     DeviceOpt,
     ExecOpt,
     ModelArgsOpt,
     ModelOpt,
+    NoStrictOpt,
     ScaleOpt,
     ThreadsOpt,
     WeightsOpt,
     load_cli_model,
+    load_options,
 )
 
 
@@ -29,6 +33,9 @@ def upscale(
     weights: WeightsOpt = None,
     data_range: DataRangeOpt = None,
     model_args: ModelArgsOpt = None,
+    checkpoint_key: CheckpointKeyOpt = None,
+    no_strict: NoStrictOpt = False,
+    after_load: AfterLoadOpt = None,
     device: DeviceOpt = "auto",
     exec_mode: ExecOpt = "auto",
     threads: ThreadsOpt = None,
@@ -37,16 +44,21 @@ def upscale(
 
     Example: srbench upscale --model lgvan photo.png -o sr/
     """
-    from sr_bench.execution import parse_exec, prepare, resolve_exec
+    from sr_bench.execution import parse_exec, prepare, resolve_exec, threads_notice
     from sr_bench.timing import pinned_threads, resolve_device
     from sr_bench.upscale import check_images, upscale_files
 
     request = parse_exec(exec_mode)
     dev = resolve_device(device)
     check_images(images)
-    loaded = load_cli_model(model, scale, weights, data_range, model_args, device=str(dev))
-    mode, _ = resolve_exec(request, loaded.module, dev, threads=threads, data_range=loaded.data_range)
-    run = prepare(loaded.module, mode, dev)
+    loaded = load_cli_model(model, scale, weights, data_range, model_args, device=str(dev),
+                            load=load_options(checkpoint_key, no_strict, after_load))
+    mode, probe = resolve_exec(request, loaded.module, dev, threads=threads, data_range=loaded.data_range)
+    if probe and probe.get("notice"):
+        output.notice(probe["notice"])
+    run = prepare(loaded.module, mode, dev, loaded.name)
+    if message := threads_notice(threads, mode):
+        output.notice(message)
     with pinned_threads(mode.threads):
         upscale_files(loaded, images, out_dir, run, dev,
                       on_done=lambda src, dst: output.out.print(f"{src} -> {dst}", soft_wrap=True))

@@ -3,6 +3,11 @@
 One forward does everything: the NTIRE 2022/2023 module hooks stay installed while fvcore traces the model,
 and the trace itself is priced under both traced conventions (fvcore, full). If the model cannot be traced,
 the traced conventions are reported as ``None`` with a warning, and one eager forward gives the hook counts.
+The module hooks run again, in one eager forward, on a second, differently seeded input; when any module's
+count changes (mixture-of-experts routing, Gumbel sampling), that input is traced too, and the record gets both
+counts in ``input_dependent`` with a warning, where the official harnesses print one number from whatever their
+input held. Work that moves only inside functional code (no module's count changes) is not detected. Counting
+costs one trace and one eager forward (one more trace for an input-dependent model).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from sr_bench.complexity.ops import (
     trace_counts,
 )
 from sr_bench.errors import ModelSpecError, UsageError
+from sr_bench.user_code import describe
 
 CONVENTIONS = MappingProxyType({
     "ntire2023": NTIRE2023_DESCRIPTION,
@@ -38,6 +44,7 @@ CONVENTIONS = MappingProxyType({
 
 TRACED_TABLES = MappingProxyType({"fvcore": FVCORE_OPS, "full": FULL_OPS})
 DISAGREEMENT_LIMIT = 0.01  # hooks vs fvcore; legitimate gaps (LGVAN: 0.23%) stay below it
+PROBE_SEEDS = (0, 1)  # two differently seeded inputs reveal input-dependent work
 OTHER_ROW = "(other)"  # by_layer remainder: ops run in a parent's own forward (e.g. a functional upsample)
 
 
@@ -70,6 +77,7 @@ class ComplexityReport:
     by_layer: list[LayerRow] | None
     forward_passes: int  # model forwards run (the trace is one)
     traced: bool  # whether the fvcore trace succeeded
+    input_dependent: dict | None = None  # {"seeds", "flops": {conv: [a, b]}, "activations": [a, b], "num_conv": [a, b]}
 
     def to_dict(self) -> dict:
         """Plain JSON-ready data for records."""
@@ -90,7 +98,7 @@ def count_complexity(
 
     Runs in eval mode under ``torch.no_grad()`` and leaves the model as it found it (training flags restored,
     no hooks left). The input is made on ``device`` (default: where the model's parameters are) with the
-    parameters' dtype; counts do not depend on its values. Hook counts, activations and #conv are always
+    parameters' dtype (seeds 0 and 1: a count that differs between them is reported as input-dependent). Hook counts, activations and #conv are always
     measured; ``conventions`` chooses which FLOP totals are reported, and the model is traced only when
     ``fvcore`` or ``full`` is asked for. ``by_layer_depth=N`` adds one row per module whose name has N dots.
 
@@ -101,16 +109,23 @@ def count_complexity(
     wanted = _check_conventions(conventions)
     if by_layer_depth is not None and by_layer_depth < 0:
         raise UsageError(f"by_layer_depth must be 0 or more, got {by_layer_depth}")
-    x = _probe_input(model, tuple(input_shape), device)
+    x = _probe_input(model, tuple(input_shape), device, PROBE_SEEDS[0])
     traced_wanted = any(c in TRACED_TABLES for c in wanted)
     with _inference(model), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tallies, trace, passes, notes = _run(model, x, traced_wanted)
+        second = _probe_input(model, tuple(input_shape), device, PROBE_SEEDS[1])
+        tallies_2, trace_2, passes_2, _ = _run(model, second, False)  # hooks only: one eager forward
+        if trace is not None and tallies != tallies_2:  # the work moved: price the second input traced too
+            tallies_2, trace_2, more, _ = _run(model, second, True)
+            passes_2 += more
 
     hook_flops = sum(t.flops for t in tallies.values())
-    totals = {"ntire2023": hook_flops, **{c: trace.by_module[c][""] if trace else None for c in TRACED_TABLES}}
+    totals = _totals(tallies, trace)
     flops = {c: totals[c] if c in wanted else None for c in CONVENTIONS}
     reported_traced = [c for c in TRACED_TABLES if c in wanted and trace]
+    dependent = _input_dependence(flops, wanted, (tallies, trace), (tallies_2, trace_2))
+    notes += _dependence_warning(dependent)
     notes += _model_warnings(caught)
     notes += _check_disagreement(hook_flops, trace)
     notes += _check_zero_flop_modules(model, tallies, trace)
@@ -126,9 +141,40 @@ def count_complexity(
         unsupported_ops={c: trace.unsupported[c] for c in reported_traced},
         flops_by_operator={c: trace.by_operator[c] for c in reported_traced},
         by_layer=None if by_layer_depth is None else _layer_rows(model, by_layer_depth, tallies, trace, flops),
-        forward_passes=passes,
+        forward_passes=passes + passes_2,
         traced=trace is not None,
+        input_dependent=dependent,
     )
+
+
+def _totals(tallies: dict[str, ModuleTally], trace: TraceCounts | None) -> dict[str, int | None]:
+    hooks = sum(t.flops for t in tallies.values())
+    return {"ntire2023": hooks, **{c: trace.by_module[c][""] if trace else None for c in TRACED_TABLES}}
+
+
+def _input_dependence(flops: dict[str, int | None], wanted: tuple[str, ...],
+                      first: tuple[dict[str, ModuleTally], TraceCounts | None],
+                      second: tuple[dict[str, ModuleTally], TraceCounts | None]) -> dict | None:
+    """Both inputs' counts when any module's count differs between them, else None."""
+    if first[0] == second[0]:
+        return None
+    other = _totals(*second)
+    pairs = {c: [flops[c], other[c] if c in wanted else None] for c in CONVENTIONS}
+    acts = [sum(t.activations for t in tallies.values()) for tallies, _ in (first, second)]
+    convs = [sum(t.convs for t in tallies.values()) for tallies, _ in (first, second)]
+    return {"seeds": list(PROBE_SEEDS), "flops": pairs, "activations": acts, "num_conv": convs}
+
+
+def _dependence_warning(dependent: dict | None) -> list[str]:
+    if dependent is None:
+        return []
+    varied = [f"FLOPs ({c}) {a:,} vs {b:,}" for c, (a, b) in dependent["flops"].items() if a != b and a is not None]
+    a, b = dependent["activations"]
+    if a != b:
+        varied.append(f"activations {a:,} vs {b:,}")
+    seeds = " and ".join(map(str, dependent["seeds"]))
+    return [f"the count depends on the input (torch.rand seeds {seeds}: {'; '.join(varied) or 'conv calls differ'}); "
+            "the headline is the first input's, the record holds both"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -144,12 +190,13 @@ def _check_conventions(conventions: Iterable[str]) -> tuple[str, ...]:
     return wanted
 
 
-def _probe_input(model: nn.Module, shape: tuple[int, ...], device: torch.device | str | None) -> torch.Tensor:
-    """A fixed ``torch.rand`` input with the model's floating dtype, on ``device`` or the model's device."""
+def _probe_input(model: nn.Module, shape: tuple[int, ...], device: torch.device | str | None,
+                 seed: int) -> torch.Tensor:
+    """A seeded ``torch.rand`` input with the model's floating dtype, on ``device`` or the model's device."""
     ref = next((t for t in itertools.chain(model.parameters(), model.buffers()) if t.is_floating_point()), None)
     place = torch.device(device) if device is not None else (ref.device if ref is not None else torch.device("cpu"))
     dtype = ref.dtype if ref is not None else torch.float32
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(seed)
     return torch.rand(shape, generator=generator).to(device=place, dtype=dtype)
 
 
@@ -174,16 +221,21 @@ def _run(model: nn.Module, x: torch.Tensor,
         with module_hooks(model) as tallies:
             try:
                 return tallies, trace_counts(model, x, TRACED_TABLES), 1, notes
+            except SystemExit as exc:  # user code calling sys.exit must not end the process silently
+                raise _failed(x, exc) from None
             except Exception as exc:  # any tracing failure: degrade to the hook counts, say why
                 notes.append(f"fvcore could not trace the model ({type(exc).__name__}: {_first_line(exc)}); "
                              "fvcore and full FLOPs are unavailable")
     with module_hooks(model) as tallies:
         try:
             model(x)
-        except Exception as exc:
-            raise ModelSpecError(f"the model failed on a {tuple(x.shape)} input while counting complexity: "
-                                 f"{type(exc).__name__}: {_first_line(exc)}") from exc
+        except (Exception, SystemExit) as exc:  # noqa: BLE001  (the model's own failure, whatever it is)
+            raise _failed(x, exc) from exc
     return tallies, None, 1 + traced, notes
+
+
+def _failed(x: torch.Tensor, exc: BaseException) -> ModelSpecError:
+    return ModelSpecError(f"the model failed on a {tuple(x.shape)} input while counting complexity: {describe(exc)}")
 
 
 def _first_line(exc: BaseException) -> str:
