@@ -88,8 +88,8 @@ def peak_tensor_bytes(fn: Callable[..., object], *inputs: Tensor) -> int | None:
     try:
         with torch.inference_mode(), _LiveTensorBytes(start) as mode:
             fn(*inputs)
-    except Exception:  # noqa: BLE001 - any op meta cannot do means "no estimate", never a failed run
-        return None
+    except (Exception, SystemExit):  # noqa: BLE001 - meta cannot run it: no estimate; the real forward reports
+        return None  # a model's own failure (sys.exit included) at its user-code boundary
     return mode.peak
 
 
