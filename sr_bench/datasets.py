@@ -120,6 +120,7 @@ class CheckedPair:
     pair: ImagePair
     lr_size: tuple[int, int]
     hr_size: tuple[int, int]
+    sixteen_bit: bool = False  # a file of the pair has 16-bit samples (read as their high byte, see images.py)
 
 
 @dataclass(frozen=True)
@@ -432,15 +433,18 @@ def dataset_status(data_root: Path, scale: int = 4) -> list[DatasetStatus]:
 # ---------------------------------------------------------------------------------------------- validation
 
 
-def _header_size(path: Path) -> tuple[int, int]:
-    """(H, W) from the file header, after checking the file's structure (PNG chunk CRCs) without decoding."""
+def _header_size(path: Path) -> tuple[int, int, bool]:
+    """(H, W, 16-bit) from the file header, after checking the file's structure (PNG chunk CRCs) without decoding."""
+    from sr_bench.images import READ_ERRORS, is_sixteen_bit, read_failure
+
     try:
         with Image.open(path) as im:
             w, h = im.size
+            deep = is_sixteen_bit(im)
             im.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
-        raise DatasetError(f"cannot read image {path}: {exc}{SKIP_BAD_HINT}") from None
-    return h, w
+    except (*READ_ERRORS, UnidentifiedImageError) as exc:
+        raise DatasetError(f"cannot read image {path}: {read_failure(exc)}{SKIP_BAD_HINT}") from None
+    return h, w, deep
 
 
 def _mismatch(pair: ImagePair, lr: tuple[int, int], hr_raw: tuple[int, int], scale: int) -> str:
@@ -473,18 +477,30 @@ def check_pairs(
     bad: list[BadImage] = []
     for pair in pairs:
         try:
-            hr_raw = _header_size(pair.hr_path)
-            lr = _header_size(pair.lr_path) if pair.lr_path else (hr_raw[0] // scale, hr_raw[1] // scale)
+            hr_h, hr_w, hr_deep = _header_size(pair.hr_path)
+            lr_h, lr_w, lr_deep = _header_size(pair.lr_path) if pair.lr_path else (hr_h // scale, hr_w // scale, False)
         except DatasetError as exc:
             if not skip_bad:
                 raise
             bad.append(bad_image(pair, exc))
             continue
+        hr_raw, lr = (hr_h, hr_w), (lr_h, lr_w)
         hr = (hr_raw[0] - hr_raw[0] % scale, hr_raw[1] - hr_raw[1] % scale)
         if min(lr) < 1 or (lr[0] * scale, lr[1] * scale) != hr:
             raise DatasetError(_mismatch(pair, lr, hr_raw, scale))
-        checked.append(CheckedPair(pair, lr, hr))
+        checked.append(CheckedPair(pair, lr, hr, sixteen_bit=hr_deep or lr_deep))
     return checked, bad
+
+
+def sixteen_bit_warning(checked: list[CheckedPair], dataset: str) -> str | None:
+    """The one warning a dataset gets when some of its files are 16-bit: how srbench reads them and why that
+    is not the official reader's result (see ``images``)."""
+    names = [c.pair.name for c in checked if c.sixteen_bit]
+    if not names:
+        return None
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (f"{len(names)} image(s) of {dataset} are 16-bit ({shown}): srbench reads the high byte of each sample; "
+            "the official reader would keep uint16 and scale it as 8-bit, so no official number exists for them")
 
 
 # ------------------------------------------------------------------------------------------- loading / LR

@@ -33,6 +33,17 @@ class DatasetError(SrBenchError):
     """A dataset that is missing, empty, unreadable or inconsistent."""
 
 
+class NonFiniteOutputError(DatasetError):
+    """A model output holding NaN or Inf: that image fails like a bad image (skippable with ``--skip-bad``).
+
+    ``reason`` is the message without the advice, for the record of a skipped image.
+    """
+
+    def __init__(self, reason: str, advice: str) -> None:
+        super().__init__(f"{reason}; {advice}")
+        self.reason = reason
+
+
 class MetricInputError(SrBenchError, ValueError):
     """Images that cannot be compared: different shapes, not (3, H, W), or too small for the border crop."""
 

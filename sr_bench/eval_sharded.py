@@ -112,6 +112,9 @@ def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[Che
                          warmup, memory, gathered[0].share.run_log, any(g.share.resumed for g in gathered))
     if message := threads_notice(options.threads, gathered[0].share.mode):
         record["notices"].append(message)
+    record["pipeline"] = gathered[0].share.pipeline
+    record["sr_png"] = gathered[0].share.sr_png
+    record["warnings"] += sorted({w for g in gathered for w in g.share.warnings + g.share.guard.warnings})
     models = sorted({str(g.device_model) for g in gathered})
     comparable = len(models) == 1 and len({torch.device(g.device).type for g in gathered}) == 1
     record["shards"] = [

@@ -33,17 +33,19 @@ from typing import Literal
 import numpy as np
 import torch
 
-from sr_bench.datasets import BadImage, CheckedPair, Dataset, bad_image, check_pairs, lr_cache_dir
+from sr_bench.datasets import BadImage, CheckedPair, Dataset, bad_image, check_pairs, lr_cache_dir, sixteen_bit_warning
 from sr_bench.device_policy import DevicePolicy, policy_for
-from sr_bench.errors import DatasetError
+from sr_bench.errors import DatasetError, NonFiniteOutputError
 from sr_bench.eval_config import EvalOptions
 from sr_bench.eval_record import eval_record, memory_over_segments
 from sr_bench.execution import ExecMode, PreparedModel, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.fp32_reference import fp32_reference, reference_notice, stored_records
 from sr_bench.gpu_conditions import GpuGuard
+from sr_bench.images import PNG_ENCODING, check_finite
+from sr_bench.memcheck import MemoryEstimator, check_eval_fits
 from sr_bench.models import LoadedModel, check_output_shape
-from sr_bench.pipeline import Decoded, Failed, Finisher, Prefetcher
-from sr_bench.results import EvalRecord, ExecInfo, MemoryInfo, stamp, write_record
+from sr_bench.pipeline import WRITE_DEPTH, Decoded, Failed, Finisher, Prefetcher, worker_count
+from sr_bench.results import EvalRecord, ExecInfo, MemoryInfo, safe_name, stamp, write_record
 from sr_bench.runlog import RunLog, log_header, run_identity, run_key, write_error
 from sr_bench.tiling import Forward, tiled
 from sr_bench.timing import cudnn_benchmark, get_protocol, pinned_threads, time_call, warm_up
@@ -115,6 +117,9 @@ class Share:
     exec_info: ExecInfo
     mode: ExecMode
     guard: GpuGuard  # GPU clocks, throttling and other processes over the timed images (inactive on CPU)
+    pipeline: dict  # decode and finish threads each (pipeline.worker_count)
+    sr_png: dict | None  # where SR PNGs went and how they were encoded (--save-sr), else None
+    warnings: list[str]  # about the data (16-bit images), for the record
 
 
 def _running_mean(rows: dict[str, dict]) -> float | None:
@@ -143,13 +148,15 @@ def evaluate(
     share = run_share(loaded, dataset, device, options, checked, prepared or prepare_run(loaded, device, options),
                       notify)
     if not share.rows:
-        raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(share.bad)} unreadable)")
+        raise DatasetError(f"no image of {dataset.name} could be evaluated (all {len(share.bad)} skipped)")
     record = eval_record(loaded, dataset, device, options, share.exec_info, share.rows, share.bad, share.warmup_ms,
                          share.memory, share.run_log, share.resumed)
     if message := threads_notice(options.threads, share.mode):
         record["notices"].append(message)
+    record["pipeline"] = share.pipeline
+    record["sr_png"] = share.sr_png
     record.update(share.guard.record_fields())
-    record["warnings"] += share.guard.warnings
+    record["warnings"] += share.warnings + share.guard.warnings
     if share.guard.notice:
         record["notices"].append(share.guard.notice)
         notify(EvalEvent("notice", loaded.name, dataset.name, message=share.guard.notice))
@@ -200,10 +207,16 @@ def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, optio
         emit("start")
         forward = tiled(model, loaded.scale, options.tile, options.tile_overlap)
         policy = policy_for(device, loaded.data_range, loaded.scale, reset_peak=proto.reset_peak_memory)
-        save_dir = options.save_sr / f"{loaded.name}_x{loaded.scale}" / dataset.name if options.save_sr else None
-        finisher = Finisher(log, save_dir, policy.score)
-        prefetch = Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), policy.prefetch_input)
+        # a model given as a path (/abs/net.py:Net) must not escape --save-sr: its folder name is made file-safe
+        save_dir = (options.save_sr / f"{safe_name(loaded.name)}_x{loaded.scale}" / dataset.name
+                    if options.save_sr else None)
+        workers = worker_count(device, mode.threads)
+        finisher = Finisher(log, save_dir, policy.score, workers)
+        prefetch = Prefetcher(todo, dataset.scale, lr_cache_dir(options.results_dir), policy.prefetch_input, workers)
         guard = GpuGuard(device)
+        sixteen_bit = sixteen_bit_warning(checked_pairs, dataset.name)
+        if sixteen_bit is not None:
+            notify(EvalEvent("notice", loaded.name, dataset.name, message=sixteen_bit))
 
         def collect() -> None:
             for row in finisher.finished():
@@ -211,35 +224,50 @@ def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, optio
                 emit("image", row["name"], row["psnr_rgb"])
 
         complete = False
-        try:
-            with pinned_threads(mode.threads), torch.inference_mode(), cudnn_benchmark(proto.cudnn_benchmark), \
-                    policy.track():
-                if todo and proto.warmup > 0:  # robust: warm up on the first image's shape while it is decoded
-                    h, w = todo[0].lr_size
-                    dummy = torch.rand(1, 3, h, w, device=device) * loaded.data_range
-                    with policy.out_of_memory(todo[0].pair.name, (h, w), options.tile):
-                        state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
-                    del dummy
-                with guard.split():  # GPU clocks, throttling and other processes over the timed images
-                    for item in prefetch:
-                        if isinstance(item, Failed):
-                            _skip_or_raise(item, options, state)
-                            emit("skip", item.checked.pair.name)
-                            continue
-                        _one_image(item, loaded, forward, options, state, finisher, policy)
-                        collect()
-            complete = True
-        finally:
-            prefetch.close()
-            finisher.drain()
-            segment = _segment(policy, state.forwards, complete)
-            _end_segment(log, segment, quiet=not complete)
+        with pinned_threads(mode.threads):  # held until the finisher is drained: every image scores with one count
+            try:
+                if todo:  # before the first forward: an image too large for memory is one line suggesting --tile
+                    largest = max(todo, key=lambda c: c.lr_size[0] * c.lr_size[1])
+                    check_eval_fits(MemoryEstimator(model.module), largest.lr_size, device, scale=loaded.scale,
+                                    data_range=loaded.data_range, tile=options.tile, overlap=options.tile_overlap,
+                                    scorers=workers, queued=max(WRITE_DEPTH - workers, 0), model=loaded.name,
+                                    image=largest.pair.name)
+                with torch.inference_mode(), cudnn_benchmark(proto.cudnn_benchmark), policy.track():
+                    if todo and proto.warmup > 0:  # robust: warm up on the first image's shape while it is decoded
+                        h, w = todo[0].lr_size
+                        dummy = torch.rand(1, 3, h, w, device=device) * loaded.data_range
+                        with policy.out_of_memory(todo[0].pair.name, (h, w), options.tile):
+                            state.warmup_ms = warm_up(lambda: forward(dummy), device, proto)
+                        del dummy
+                    with guard.split():  # GPU clocks, throttling and other processes over the timed images
+                        for item in prefetch:
+                            if isinstance(item, Failed):
+                                _skip_or_raise(item, options, state)
+                                emit("skip", item.checked.pair.name)
+                                continue
+                            try:
+                                _one_image(item, loaded, forward, options, state, finisher, policy)
+                            except NonFiniteOutputError as exc:  # fails like a bad image: stops the run, or skipped
+                                if not options.skip_bad:
+                                    raise
+                                state.bad.append(BadImage(item.checked.pair.name, item.checked.pair.hr_path,
+                                                          exc.reason))
+                                emit("skip", item.checked.pair.name)
+                            collect()
+                complete = True
+            finally:
+                prefetch.close()
+                finisher.drain()
+                segment = _segment(policy, state.forwards, complete)
+                _end_segment(log, segment, quiet=not complete)
         finisher.check()
         collect()
     rows = [state.rows[c.pair.name] for c in checked_pairs if c.pair.name in state.rows]
     return Share(rows, state.bad, state.warmup_ms, memory_over_segments([*log.segments, segment], len(rows)),
                  log.path, bool(log.rows), ExecInfo(**mode.to_dict(), threads_requested=options.threads,
-                                                    probe=prepared.probe), mode, guard)
+                                                    probe=prepared.probe), mode, guard,
+                 {"workers": workers}, {"dir": str(save_dir), **PNG_ENCODING} if save_dir else None,
+                 [sixteen_bit] if sixteen_bit else [])
 
 
 def _segment(policy: DevicePolicy, forwards: int, complete: bool) -> dict:
@@ -277,6 +305,7 @@ def _one_image(item: Decoded, loaded: LoadedModel, forward: Forward, options: Ev
     if not state.shape_checked:
         check_output_shape(sr, shape, loaded.scale, loaded.name)
         state.shape_checked = True
+    check_finite(sr, loaded.name, checked.pair.name)  # before the clamp in to_uint8 would hide NaN/Inf
     row: dict = {"name": checked.pair.name, "lr_size": list(checked.lr_size), "hr_size": list(checked.hr_size),
                  "runtime_ms": ms}
     handed = policy.hand_over(row, sr, item.hr, keep_sr=options.save_sr is not None)

@@ -190,6 +190,8 @@ def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, load:
     state = checkpoint_io.unwrap_state_dict(raw, key=key, source=str(path), explicit=load.checkpoint_key is not None)
     if state.notice:
         notices.append(state.notice)
+    if (bad_weights := checkpoint_io.non_finite_warning(state.tensors, str(path))) is not None:
+        warnings.append(bad_weights)
     report = checkpoint_io.load_into(module, state.tensors, source=str(path), model_name=f"{spec.name} x{scale}",
                                      strict=load.strict)
     if message := report.notice(str(path)):

@@ -1,17 +1,23 @@
-"""The threads around the timed forward: decoding ahead of the model, and scoring/saving/logging behind it.
+"""The work around the timed forward: decoding ahead of the model, and scoring/saving/logging behind it.
 
-* :class:`Prefetcher` decodes the next pairs (and generates LR for sets that ship none) into a small queue,
-  as :class:`Decoded` items, or :class:`Failed` ones for pairs it could not read (the loop decides whether that
-  stops the run or is skipped).
-* :class:`Finisher` takes each forward's output in order, as :class:`Unscored` (the raw output, converted and
-  scored here: CPU) or :class:`Scored` (scored already: CUDA), saves the SR PNG (``--save-sr``) and appends the
-  row to the run log. A row reaches the log only after its PNG is on disk, so the log is exactly what is
-  finished.
+* :class:`Prefetcher` decodes the next pairs (and generates LR for sets that ship none) in a small pool of worker
+  threads and hands them to the model in dataset order, as :class:`Decoded` items, or :class:`Failed` ones for
+  pairs it could not read (the loop decides whether that stops the run or is skipped).
+* :class:`Finisher` takes each forward's output, as :class:`Unscored` (the raw output, converted and scored
+  here: CPU) or :class:`Scored` (scored already: CUDA), and in its own pool saves the SR PNG (``--save-sr``) and
+  appends the row to the run log. A row reaches the log only after its PNG is on disk, so the log is exactly
+  what is finished; rows may be logged out of dataset order (the record puts them back in order).
 
-Both threads run at the lowest priority, so on a busy CPU the model's thread wins and they take only the
-cycles it leaves. Neither may outlive the run: a thread still inside a torch op when the interpreter exits aborts
-the process (``terminate called without an active exception``, exit 134), so stopping them waits through
-Ctrl-C (:class:`_Worker`).
+Pool sizes come from :func:`worker_count`: the cores the model leaves free (at least one each), so on a GPU
+run (where the model needs one CPU thread) decoding, PNG encoding and CPU scoring use the rest of the machine.
+Every worker runs at the lowest priority, so on a busy CPU the model's thread wins and they take only the
+cycles it leaves. Per-image numbers do not depend on the pool size: each image is scored by one thread, with
+the same torch operations as before.
+
+No worker may outlive the run: a thread still inside a torch op when the interpreter exits aborts the process
+(``terminate called without an active exception``, exit 134). ``Thread.join`` (and so ``shutdown(wait=True)``)
+cannot be trusted through Ctrl-C — in CPython 3.11 a KeyboardInterrupt inside ``join`` marks the thread as stopped
+while it still runs — so stopping waits on the tasks' futures instead (:func:`_wait_all`), through Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +39,9 @@ from sr_bench.errors import SrBenchError
 from sr_bench.images import write_png
 from sr_bench.runlog import RunLog, write_error
 
-PREFETCH_DEPTH = 2  # decoded images waiting for the model (each DIV2K pair is ~10 MB)
-WRITE_DEPTH = 8  # finished images waiting for the writer; the model only waits when the disk is far behind
+PREFETCH_DEPTH = 2  # decoded images waiting for the model beyond one per worker (each DIV2K pair is ~10 MB)
+WRITE_DEPTH = 8  # finished images waiting for the finisher; the model only waits when the disk is far behind
+MAX_WORKERS = 8  # per pool: more threads than this only add memory (queued images) on a PNG-bound run
 BACKGROUND_NICE = 19  # background threads take only the cycles the timed model leaves (0 = normal, 19 = lowest)
 
 
@@ -72,43 +81,16 @@ class Scored:
 
 Score = Callable[[torch.Tensor, np.ndarray], tuple[torch.Tensor, dict]]
 
-_DONE = object()
 
+def worker_count(device: torch.device, model_threads: int | None) -> int:
+    """Threads per pool: the cores the model leaves free, at least 1 and at most ``MAX_WORKERS``.
 
-class _Worker:
-    """A background thread that can be waited for through Ctrl-C.
-
-    ``Thread.join`` cannot: in CPython 3.11 a KeyboardInterrupt inside ``join`` marks the thread as stopped while
-    it still runs, so a second join returns at once. The thread sets ``ended`` as its last act instead.
+    A CPU model takes ``model_threads`` cores (all of them when None); a GPU model takes one (the thread that
+    drives it).
     """
-
-    def __init__(self, target: Callable[[], None], name: str) -> None:
-        self._target = target
-        self.ended = threading.Event()
-        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            _lower_priority()
-            self._target()
-        finally:
-            self.ended.set()
-
-    def wait(self, stop: threading.Event) -> None:
-        """Wait until the thread has ended, also through Ctrl-C: the first one sets ``stop`` (the thread ends
-        after its current item, which is then either finished and logged or not logged at all) and is re-raised
-        once the thread has ended."""
-        interrupted: KeyboardInterrupt | None = None
-        while True:
-            try:
-                if self.ended.wait(0.1):
-                    break
-            except KeyboardInterrupt as exc:
-                interrupted = interrupted or exc
-                stop.set()
-        if interrupted is not None:
-            raise interrupted
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    busy = (model_threads or cores) if device.type == "cpu" else 1
+    return max(1, min(MAX_WORKERS, cores - busy))
 
 
 def _lower_priority() -> None:
@@ -120,76 +102,100 @@ def _lower_priority() -> None:
         pass
 
 
+def _pool(workers: int, name: str) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name, initializer=_lower_priority)
+
+
+def _wait_all(futures: list[Future], on_interrupt: Callable[[], None]) -> None:
+    """Wait until every task has ended, also through Ctrl-C: the first Ctrl-C calls ``on_interrupt`` (which makes
+    the remaining tasks return at once) and is re-raised once nothing runs any more."""
+    interrupted: KeyboardInterrupt | None = None
+    pending = set(futures)
+    while pending:
+        try:
+            wait(pending, timeout=0.1)
+        except KeyboardInterrupt as exc:
+            interrupted = interrupted or exc
+            on_interrupt()
+        # done() also counts futures cancelled by shutdown(cancel_futures=True), which wait() never reports
+        pending = {f for f in pending if not f.done()}
+    if interrupted is not None:
+        raise interrupted
+
+
 class Prefetcher:
-    """Decodes pairs (and generates LR) in a background thread, a few images ahead of the model.
+    """Decodes pairs (and generates LR) in ``workers`` background threads, a few images ahead of the model,
+    and yields them in dataset order.
 
     ``to_input`` turns each decoded LR image into what the model's thread wants (the device policy's
-    ``prefetch_input``: the model input on CPU, the array itself on CUDA).
+    ``prefetch_input``: the model input on CPU, the array itself on CUDA). Decoding starts on construction, so
+    the first images are read while the model warms up.
     """
 
     def __init__(self, pairs: list[CheckedPair], scale: int, cache_dir: Path,
-                 to_input: Callable[[np.ndarray], np.ndarray | torch.Tensor]) -> None:
-        self._pairs = pairs
+                 to_input: Callable[[np.ndarray], np.ndarray | torch.Tensor], workers: int = 1) -> None:
         self._scale = scale
         self._cache = cache_dir
         self._to_input = to_input
-        self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH_DEPTH)
-        self._stop = threading.Event()
-        self._worker = _Worker(self._run, "srbench-prefetch")
+        self._pending = iter(pairs)
+        self._ahead: deque[Future[Decoded | Failed]] = deque()
+        self._depth = workers + PREFETCH_DEPTH
+        self._pool = _pool(workers, "srbench-decode")
+        self._top_up()
 
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def _load(self, checked: CheckedPair) -> Decoded | Failed:
+        try:
+            lr, hr = load_pair(checked.pair, self._scale, self._cache)
+            return Decoded(checked, self._to_input(lr), hr)
+        except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
+            return Failed(checked, exc)
 
-    def _run(self) -> None:
-        for checked in self._pairs:
-            try:
-                lr, hr = load_pair(checked.pair, self._scale, self._cache)
-                item: Decoded | Failed = Decoded(checked, self._to_input(lr), hr)
-            except Exception as exc:  # noqa: BLE001 - handed to the main thread, which decides
-                item = Failed(checked, exc)
-            if not self._put(item):
-                return
-        self._put(_DONE)
+    def _top_up(self) -> None:
+        while len(self._ahead) < self._depth and (checked := next(self._pending, None)) is not None:
+            self._ahead.append(self._pool.submit(self._load, checked))
 
     def __iter__(self) -> Iterator[Decoded | Failed]:
-        while (item := self._queue.get()) is not _DONE:
+        while self._ahead:
+            item = self._ahead.popleft().result()
+            self._top_up()
             yield item
 
     def close(self) -> None:
-        self._stop.set()
-        self._worker.wait(self._stop)
+        """Stop decoding: queued pairs are dropped, the ones being decoded finish (they are short)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        _wait_all(list(self._ahead), lambda: None)
+        self._ahead.clear()
 
 
 class Finisher:
-    """Scores (when given :class:`Unscored`), saves and logs finished images in order, off the model's thread.
+    """Scores (when given :class:`Unscored`), saves and logs finished images in ``workers`` threads.
 
-    The first failure stops it (later items are dropped, never logged) and is raised on the main thread, so the
-    log never holds an image whose PNG is missing.
+    The first failure stops it (items not started yet are dropped, never logged) and is raised on the main
+    thread, so the log never holds an image whose PNG is missing. At most ``WRITE_DEPTH`` images are queued or
+    in progress; :meth:`submit` waits for a free slot beyond that.
     """
 
-    def __init__(self, log: RunLog, save_dir: Path | None, score: Score) -> None:
+    def __init__(self, log: RunLog, save_dir: Path | None, score: Score, workers: int = 1) -> None:
         self._log = log
         self._save_dir = save_dir
         self._score = score
-        self._in: queue.Queue = queue.Queue(maxsize=WRITE_DEPTH)
+        self._pool = _pool(workers, "srbench-finish")
+        self._slots = threading.Semaphore(WRITE_DEPTH)
+        self._lock = threading.Lock()  # the run log and ``error``
         self._out: queue.Queue = queue.Queue()
+        self._tasks: list[Future] = []
+        self._abandon = threading.Event()  # Ctrl-C while draining: finish the images in progress, drop the rest
         self.error: BaseException | None = None
-        self._abandon = threading.Event()  # Ctrl-C while draining: finish the current image, drop the rest
-        self._worker = _Worker(self._run, "srbench-finisher")
 
-    def _run(self) -> None:
-        while (item := self._in.get()) is not _DONE:
+    def _run(self, item: Scored | Unscored) -> None:
+        try:
             if self.error is None and not self._abandon.is_set():
-                try:
-                    self._finish(item)
-                except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
-                    self.error = exc
+                self._finish(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the main thread
+            with self._lock:
+                self.error = self.error or exc
+        finally:
+            self._slots.release()
 
     def _finish(self, item: Scored | Unscored) -> None:
         row = item.row
@@ -205,16 +211,21 @@ class Finisher:
                 write_png(target, sr.permute(1, 2, 0).numpy())
             except (OSError, SrBenchError) as exc:
                 raise write_error(exc, target, "SR image") from None
-        try:
-            self._log.append(row)
-        except OSError as exc:
-            raise write_error(exc, self._log.path, "run log") from None
+        with self._lock:
+            if self.error is not None:
+                return  # another image failed first: the run stops, and this one is run again on --resume
+            try:
+                self._log.append(row)
+            except OSError as exc:
+                raise write_error(exc, self._log.path, "run log") from None
         self._out.put(row)
 
     def submit(self, item: Scored | Unscored) -> None:
         """Queue one finished forward (raises the finisher's first failure, if any, instead)."""
         self.check()
-        self._in.put(item)
+        self._slots.acquire()
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(self._pool.submit(self._run, item))
 
     def finished(self) -> list[dict]:
         rows = []
@@ -231,16 +242,5 @@ class Finisher:
     def drain(self) -> None:
         """Finish everything queued and stop; runs after Ctrl-C too, so finished images stay logged. A Ctrl-C
         during the drain drops what is still queued (not logged: a resume runs it again) and still waits."""
-        try:
-            while True:
-                try:
-                    self._in.put(_DONE, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-        except KeyboardInterrupt:
-            self._abandon.set()  # the thread now empties the queue quickly, so _DONE gets in
-            self._in.put(_DONE)
-            self._worker.wait(self._abandon)
-            raise
-        self._worker.wait(self._abandon)
+        self._pool.shutdown(wait=False)
+        _wait_all(self._tasks, self._abandon.set)

@@ -18,6 +18,7 @@ from sr_bench.env import environment
 from sr_bench.errors import ModelSpecError
 from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare, resolve_exec, threads_notice
 from sr_bench.gpu_conditions import GpuGuard
+from sr_bench.memcheck import MemoryEstimator, check_profile_fits
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.results import (
     SCHEMA_VERSION,
@@ -75,6 +76,7 @@ def run_profile(
     shape = (request.batch, 3, *request.size)
     model, device = loaded.module, request.device
     output_warnings = _check_output(loaded, device)
+    check_profile_fits(MemoryEstimator(model), shape, device, model=loaded.name)  # before any forward at full size
 
     mode, probe = resolve_exec(
         request.exec_request, model, device, protocol=protocol.name, threads=request.threads,

@@ -222,6 +222,16 @@ class TileInfo(TypedDict, total=False):
     overlap: int
 
 
+class PipelineInfo(TypedDict, total=False):
+    workers: int  # threads in each of the decode and finish pools (``pipeline.worker_count``)
+
+
+class SrPngInfo(TypedDict, total=False):
+    dir: Required[str]  # where --save-sr wrote the PNGs
+    zlib_level: int
+    zlib_strategy: str
+
+
 class SkippedImage(TypedDict, total=False):
     name: Required[str]
     path: str
@@ -262,6 +272,8 @@ class EvalRecord(_Record, total=False):
     data: DataInfo
     skipped: list[SkippedImage]
     tile: TileInfo | None
+    pipeline: PipelineInfo
+    sr_png: SrPngInfo | None
     run_log: str
     resumed: bool
     fp32_reference: dict[str, Any] | None
@@ -594,18 +606,18 @@ def _read_record(path: Path) -> tuple[Any, str | None]:
 
 
 def _record_filename(record: dict) -> str:
-    parts = [f"{_safe(str(record.get('model', 'model')))}-x{_safe(str(record.get('scale', '')))}"]
+    parts = [f"{safe_name(str(record.get('model', 'model')))}-x{safe_name(str(record.get('scale', '')))}"]
     if record.get("dataset"):
-        parts.append(_safe(str(record["dataset"])))
+        parts.append(safe_name(str(record["dataset"])))
     try:
         stamp = datetime.fromisoformat(str(record["created"])).strftime("%Y%m%dT%H%M%S")
     except ValueError as e:
         raise ResultsError(f"record 'created' is not an ISO-8601 time: {record['created']!r}") from e
-    parts += [stamp, _safe(str(record["id"]))[:8]]
+    parts += [stamp, safe_name(str(record["id"]))[:8]]
     return "-".join(parts) + ".json"
 
 
-def _safe(name: str) -> str:
+def safe_name(name: str) -> str:
     """A file-name-safe form of a user-supplied name (model paths like ``net.py:Net`` included)."""
     return _UNSAFE.sub("_", name).strip("._") or "_"
 

@@ -143,6 +143,21 @@ def _is_tensor_dict(obj: Mapping) -> bool:
     return bool(obj) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
 
 
+def non_finite_warning(state_dict: Mapping[str, torch.Tensor], source: str) -> str | None:
+    """A warning naming the first tensor holding NaN or Inf (a diverged or damaged checkpoint), or None.
+
+    Such weights make every output non-finite, which a clamp-and-round would turn into a normal-looking image.
+    """
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if not bad:
+        return None
+    first = state_dict[bad[0]]
+    count = int((~torch.isfinite(first)).sum())
+    more = f" (and {len(bad) - 1} more tensors)" if len(bad) > 1 else ""
+    return (f"{source} has non-finite weights: {bad[0]} holds {count} NaN/Inf value(s) of {first.numel()}{more}; "
+            "outputs will be non-finite: check the training run or re-download the file")
+
+
 @dataclass(frozen=True)
 class LoadReport:
     """What ``load_state_dict`` accepted: with ``strict=False`` the keys the model left missing or ignored."""

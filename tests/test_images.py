@@ -120,6 +120,19 @@ def test_write_png_round_trip_leaves_no_temp_files(tmp_path: Path) -> None:
     assert [p.name for p in path.parent.iterdir()] == ["sr.png"]
 
 
+def test_write_png_is_fast_and_lossless(tmp_path: Path, data_dir: Path) -> None:
+    """zlib level 1 (the stream header says "fastest"), and a photo plus noise decode back bit for bit."""
+    photo = read_rgb_u8(require_file(data_dir / "Set5" / "HR" / "baby.png"))
+    noise = np.random.default_rng(1).integers(0, 256, size=(33, 65, 3), dtype=np.uint8)
+    for i, img in enumerate((photo, noise)):
+        path = tmp_path / f"{i}.png"
+        write_png(path, img)
+        assert np.array_equal(read_rgb_u8(path), img) and np.array_equal(np.array(Image.open(path)), img)
+        data = path.read_bytes()
+        idat = data.index(b"IDAT") + 4
+        assert data[idat] == 0x78 and data[idat + 1] >> 6 == 0  # deflate, FLEVEL 0: the fastest level
+
+
 def test_write_png_failure_raises_results_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
