@@ -99,3 +99,33 @@ def test_two_ranks_evaluate_the_teams_of_one_process(repo: Path, tmp_path: Path,
             [{k: r[k] for k in ("name", "psnr_rgb", "ssim_rgb")} for r in alone[team_id]["images"]], team_id
         assert record["challenge"] == alone[team_id]["challenge"]
     assert json.dumps(shared[0]["mean"]["psnr_rgb"]) == json.dumps(alone[0]["mean"]["psnr_rgb"])
+
+
+KILL = """import os, pathlib, signal, time
+if os.environ.get("RANK") == "1":  # once rank 0 has recorded its two teams (or after 2 minutes), rank 1 is killed
+    deadline = time.time() + 120
+    while len(list(pathlib.Path({folder!r}).glob("*.json"))) < 2 and time.time() < deadline:
+        time.sleep(0.1)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_killed_rank_stops_the_replay_and_the_rerun_keeps_finished_teams(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "NTIRE2025_ESR")
+    team01 = repo / EXPECTED[1].file  # rank 1's first team (the split of the first test)
+    source = team01.read_text()
+    results = tmp_path / "results"
+    team01.write_text(KILL.format(folder=str(results / "profile")) + source)  # rank 1 dies importing team 1
+    proc = _torchrun("profile", repo, "--teams", TEAMS, "--no-runtime", "--results", results)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("Error:")]  # the rest is torchrun's report
+    assert errors == ["Error: rank 0/2 (cpu) stopped: another rank failed or was killed (its error is above); the "
+                      "records of finished teams are kept: fix the cause and rerun the same command (recorded teams "
+                      "are skipped)"]
+    assert sorted(_by_team(results, "profile")) == [0, 2]  # rank 0's teams, written before it waited for rank 1
+
+    team01.write_text(source)
+    again = _torchrun("profile", repo, "--teams", TEAMS, "--no-runtime", "--results", results)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("kept (earlier record") == 2 and "4 team(s) profiled, 1 failed" in again.stderr
+    assert sorted(_by_team(results, "profile")) == [0, 1, 2, 3]
