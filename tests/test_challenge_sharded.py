@@ -14,6 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_challenge import EXPECTED, make_repo
+from sr_bench.challenge.repo import read_repo
+from sr_bench.challenge.run import TeamOutcome
+from sr_bench.challenge.sharded import mixed_devices
 from sr_bench.cli.app import app
 from sr_bench.env import logical_cores
 from sr_bench.results import load_records
@@ -129,3 +132,14 @@ def test_a_killed_rank_stops_the_replay_and_the_rerun_keeps_finished_teams(tmp_p
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("kept (earlier record") == 2 and "4 team(s) profiled, 1 failed" in again.stderr
     assert sorted(_by_team(results, "profile")) == [0, 1, 2, 3]
+
+
+def test_teams_on_different_device_models_are_named(repo: Path) -> None:
+    a, b, c = read_repo(repo).teams[:3]
+    h100 = {"device": "cuda:0", "env": {"gpu_name": "NVIDIA H100", "cpu_model": "Xeon"}}
+    a100 = {"device": "cuda", "env": {"gpu_name": "NVIDIA A100", "cpu_model": "Xeon"}}
+    assert mixed_devices([TeamOutcome(a, h100), TeamOutcome(b, h100), TeamOutcome(c, reason="x")]) is None
+    assert mixed_devices([TeamOutcome(a, h100), TeamOutcome(b, a100, skipped=True)]) is None  # an earlier run's
+    assert mixed_devices([TeamOutcome(a, h100), TeamOutcome(b, a100)]) == (
+        "the teams ran on 2 device models (NVIDIA A100; NVIDIA H100): compare runtimes only between teams measured "
+        "on the same one (each record's env names it)")

@@ -71,5 +71,20 @@ def _sharded(repo: ChallengeRepo, entries: list[TeamEntry], ranks: Ranks, reques
         shares = "; ".join(f"rank {r}: {', '.join(str(o.entry.team_id) for o in g) or 'none'}"
                            for r, g in enumerate(gathered))
         on_split(f"teams shared by {ranks.world_size} ranks ({SPLIT}): {shares}")
+        if message := mixed_devices([o for g in gathered for o in g]):
+            on_split(message)
     by_id = {o.entry.team_id: o for g in gathered for o in g}
     return [by_id[e.team_id] for e in entries]
+
+
+def mixed_devices(outcomes: list[TeamOutcome]) -> str | None:
+    """A warning when the teams measured now ran on different device models: their runtimes do not compare."""
+    models = set()
+    for o in outcomes:
+        if o.record is not None and not o.skipped:
+            env = o.record.get("env") or {}
+            models.add(str(env.get("gpu_name") if str(o.record.get("device")).startswith("cuda") else env.get("cpu_model")))
+    if len(models) < 2:
+        return None
+    return (f"the teams ran on {len(models)} device models ({'; '.join(sorted(models))}): compare runtimes only "
+            "between teams measured on the same one (each record's env names it)")
