@@ -156,7 +156,8 @@ class ChallengeTable:
     def _eval_marks(self) -> list[str]:
         """Caption parts naming every row whose eval was tiled or partial (the Notes column says which)."""
         marks = []
-        for key, what in (("tile", "tiled eval"), ("coverage", "partial eval (--allow-partial)")):
+        for key, what in (("tile", "tiled eval"), ("coverage", "partial eval (--allow-partial)"),
+                          ("runtime_mixed", "runtime not comparable, time left empty")):
             used = [f"{row['model']} {split} ({row[f'{split}_{key}']})" for row in self.rows for split in SPLITS
                     if row.get(f"{split}_{key}")]
             if used:
@@ -389,9 +390,14 @@ def _row(key: tuple, evals: list[EvalRecord], profiles: list[ProfileRecord], val
         warned += (((record or {}).get("gpu_conditions") or {}).get("warnings")) or []
         row[f"{split}_tile"] = _tile_text(record)
         row[f"{split}_coverage"] = _coverage_text(record) if record is not None and is_partial(record) else None
+        mixed = ((record or {}).get("sharding") or {}).get("runtime_not_comparable")
+        row[f"{split}_runtime_mixed"] = "ranks on different devices" if mixed else None
         flags += [f"{split} {row[f'{split}_{k}']}" for k in ("coverage", "tile") if row[f"{split}_{k}"]]
+        flags += [f"{split} runtime not comparable"] if mixed else []
         if note:
             notes.append(f"{key[0]}: {note} on {dataset}")
+        if mixed:  # a torchrun eval over different device models: its time cell is empty on purpose
+            notes.append(f"{key[0]}: no {split} time on {dataset}: {mixed}")
         if split == "val":
             row["mem_mib"] = _num(record.get("memory_mib")) if record else None
     row["notes"] = "; ".join(flags) or None

@@ -317,3 +317,19 @@ def test_partial_eval_is_passed_over_for_a_complete_one(golden_dir: Path) -> Non
     table, notes = load_table(golden_dir, val=VAL, test=None)
     assert notes == ["18_LGVAN: 1 newer partial eval record(s) left out for a complete untiled one on div2k-valid"]
     assert table.rows[0]["val_psnr"] == GOLDEN_2023["18_LGVAN"]["psnr"]
+
+def test_runtime_not_comparable_across_ranks_is_named_not_shown(golden_dir: Path) -> None:
+    reason = "ranks ran on different devices (NVIDIA A100; NVIDIA H100): see shards[].runtime_ms"
+    record = eval_record("18_LGVAN", VAL, 29.2, 70.0, created="2023-03-25T10:00:00+00:00", runtime_ms=None,
+                         sharding={"world_size": 2, "split": "balanced by LR pixel count", "runtime_comparable": False,
+                                   "runtime_not_comparable": reason})
+    record["mean"].pop("runtime_ms")
+    write_record(record, golden_dir)
+    table, notes = load_table(golden_dir, val=VAL, test=None)
+    row = next(r for r in table.rows if r["model"] == "18_LGVAN")
+    assert row["val_psnr"] == 29.2 and row["val_time_ms"] is None
+    assert row["notes"] == "val runtime not comparable"
+    assert f"18_LGVAN: no val time on {VAL}: {reason}" in notes
+    assert "runtime not comparable, time left empty: 18_LGVAN val (ranks on different devices)" in table.caption()
+    baseline = next(r for r in table.rows if r["model"] == "00_RFDN_baseline")
+    assert baseline["notes"] is None and baseline["val_time_ms"] == GOLDEN_2023["00_RFDN_baseline"]["time"]

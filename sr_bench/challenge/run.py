@@ -135,11 +135,12 @@ def profile_teams(
     *,
     runtime: bool = True,
     force: bool = False,
+    threads: int | None = None,
     on_team: Callable[[TeamOutcome], None] | None = None,
 ) -> list[TeamOutcome]:
-    """One profile record per team (``--force`` redoes teams that already have one)."""
+    """One profile record per team (``--force`` redoes teams that already have one); ``threads`` None: all cores."""
     done = existing_records(results_dir, repo, "profile")
-    request = ProfileRequest(device=device, protocol=year_protocol(repo.year), runtime=runtime)
+    request = ProfileRequest(device=device, protocol=year_protocol(repo.year), runtime=runtime, threads=threads)
     outcomes = []
     for entry in entries:
         if not force and (entry.team_id, None) in done:

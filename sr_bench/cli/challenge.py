@@ -5,12 +5,14 @@ Usage::
     srbench challenge list NTIRE2025_ESR                       # team ids and names, read without running code
     srbench challenge profile NTIRE2025_ESR --teams 0,7,8      # params, FLOPs, activations, runtime per team
     srbench challenge eval NTIRE2025_ESR --data-dir ../data    # PSNR/SSIM on the year's valid/test sets
+    torchrun --standalone --nproc-per-node 4 -m sr_bench challenge profile NTIRE2025_ESR   # teams shared by 4 ranks
 
 ``profile`` and ``eval`` run the repository's own ``select_model`` (its code, as the official harness does).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -25,6 +27,9 @@ from sr_bench.errors import SrBenchError
 from sr_bench.paths import results_dir
 
 if TYPE_CHECKING:
+    import torch
+
+    from sr_bench.challenge.repo import TeamEntry
     from sr_bench.challenge.run import TeamOutcome
 
 app = typer.Typer(help="Replay an NTIRE ESR challenge repository (test_demo.py with select_model, models/, model_zoo/).",
@@ -80,16 +85,22 @@ def profile(
     Example: srbench challenge profile NTIRE2025_ESR --teams 0,7,8 --no-runtime
     """
     from sr_bench.challenge.run import profile_teams, year_protocol  # torch: loaded only when a team is built
-    from sr_bench.timing import resolve_device
+    from sr_bench.challenge.sharded import leads, measure_teams
 
     challenge = read_repo(repo, year)
     entries = challenge.select(teams)
-    dev = resolve_device(device)
-    output.notice(f"running the code of {challenge.root} (select_model) for {len(entries)} team(s); "
-                  f"protocol {year_protocol(challenge.year)}")
-    with _TeamProgress(len(entries), "profiling") as progress:
-        outcomes = profile_teams(challenge, entries, dev, results_dir(results), runtime=not no_runtime, force=force,
-                                 on_team=progress.advance)
+    if leads():
+        output.notice(f"running the code of {challenge.root} (select_model) for {len(entries)} team(s); "
+                      f"protocol {year_protocol(challenge.year)}")
+
+    def measure(mine: list[TeamEntry], dev: torch.device, threads: int | None) -> list[TeamOutcome]:
+        with _TeamProgress(len(mine), "profiling") as progress:
+            return profile_teams(challenge, mine, dev, results_dir(results), runtime=not no_runtime, force=force,
+                                 threads=threads, on_team=progress.advance)
+
+    outcomes = measure_teams(challenge, entries, device, measure, on_split=output.notice)
+    if outcomes is None:  # another rank of a torchrun launch: rank 0 prints the summary
+        return
     _render_profiles(outcomes)
     _finish(outcomes, "profiled")
 
@@ -111,20 +122,27 @@ def eval_cmd(
     Example: srbench challenge eval NTIRE2025_ESR --data-dir .. --teams 0,7
     """
     from sr_bench.challenge.run import challenge_datasets, eval_teams, year_protocol
+    from sr_bench.challenge.sharded import leads, measure_teams
     from sr_bench.evaluate import EvalOptions
-    from sr_bench.timing import resolve_device
 
     challenge = read_repo(repo, year)
     entries = challenge.select(teams)
     datasets, notices = challenge_datasets(challenge, data_dir)
-    for message in notices:
-        output.notice(message)
-    dev = resolve_device(device)
     options = EvalOptions(results_dir=results_dir(results), protocol=year_protocol(challenge.year), limit=limit)
-    output.notice(f"running the code of {challenge.root} (select_model) for {len(entries)} team(s) on "
-                  f"{', '.join(d.name for d in datasets)}")
-    with _TeamProgress(len(entries), "evaluating") as progress:
-        outcomes = eval_teams(challenge, entries, datasets, dev, options, force=force, on_team=progress.advance)
+    if leads():
+        for message in notices:
+            output.notice(message)
+        output.notice(f"running the code of {challenge.root} (select_model) for {len(entries)} team(s) on "
+                      f"{', '.join(d.name for d in datasets)}")
+
+    def measure(mine: list[TeamEntry], dev: torch.device, threads: int | None) -> list[TeamOutcome]:
+        with _TeamProgress(len(mine), "evaluating") as progress:
+            return eval_teams(challenge, mine, datasets, dev, replace(options, threads=threads), force=force,
+                              on_team=progress.advance)
+
+    outcomes = measure_teams(challenge, entries, device, measure, on_split=output.notice)
+    if outcomes is None:  # another rank of a torchrun launch: rank 0 prints the summary
+        return
     table = Table(title=f"{challenge.label}: quality per team (last dataset shown)")
     for column in ("id", "name", "dataset", "PSNR", "SSIM", "runtime ms", "status"):
         table.add_column(column, no_wrap=column != "status", overflow="fold")
