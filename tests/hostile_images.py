@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from typer.testing import CliRunner
 
 from sr_bench import memcheck
-from sr_bench.cli.app import app
 from sr_bench.datasets import check_pairs, custom_dataset, resolve_dataset, sixteen_bit_warning
 from sr_bench.errors import DatasetError, DeviceError, NonFiniteOutputError
 from sr_bench.eval_config import EvalOptions
@@ -25,6 +23,8 @@ from sr_bench.memcheck import MemoryEstimator, check_eval_fits, check_profile_fi
 from sr_bench.models import CheckpointInfo, LoadedModel, resolve_model
 from sr_bench.profile import ProfileRequest, run_profile
 from sr_bench.zoo import ModelSpec
+from test_cli_eval import error_line
+from test_cli_eval import run as cli_run
 
 TINY = str(Path(__file__).parent / "data" / "user_net.py") + ":TinyNet"
 CPU = torch.device("cpu")
@@ -46,14 +46,7 @@ def _png(width: int, height: int, *, bit_depth: int = 8, color_type: int = 2, ro
 
 
 def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "100"})
-
-
-def error_line(result) -> str:
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in result.output, result.output
-    return lines[0]
+    return cli_run(*args, width=100)  # wide enough that no error line wraps
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from sr_bench.cli.app import app
 from sr_bench.datasets import custom_dataset
 from sr_bench.env import logical_cores
 from sr_bench.errors import DatasetError, DeviceError, UsageError
@@ -23,6 +21,8 @@ from sr_bench.profile import ProfileRequest, run_profile
 from sr_bench.report import build_table, load_table
 from sr_bench.results import load_records, validate, write_record
 from sr_bench.upscale import check_images
+from test_cli_eval import error_line
+from test_cli_eval import run as cli_run
 
 CPU = torch.device("cpu")
 VAL = "set5"
@@ -60,15 +60,7 @@ class Greedy(Net):
 
 
 def run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-
-
-def error_line(result) -> str:
-    assert result.exit_code != 0
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: ") and "Traceback" not in result.output
-    return lines[0]
+    return cli_run(*args, width=200)  # wide enough that no error line wraps
 
 
 @pytest.fixture
