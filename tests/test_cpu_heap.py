@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import resource
+import statistics
 import subprocess
 import sys
 
@@ -28,19 +29,24 @@ from sr_bench import cpu_heap
 cpu_heap.use(sys.argv[1] == "retain")
 net = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(32, 3, 3, padding=1))
 x = torch.rand(1, 3, 600, 600)
+faults = []
 with torch.inference_mode():
-    net(x), net(x)  # the retained heap reaches its high-water mark within two forwards
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    net(x)
-    print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    net(x)  # the first forward maps the heap under either policy
+    for _ in range(FORWARDS):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        net(x)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
 """
+FORWARDS = 8
 
 
-def _faults_per_forward(policy: str) -> int:
-    """Minor page faults of a third forward in a fresh process under ``policy``."""
-    done = subprocess.run([sys.executable, "-c", _FAULTS_SCRIPT, policy], capture_output=True, text=True, check=True,
+def _faults_per_forward(policy: str) -> list[int]:
+    """Minor page faults of each of ``FORWARDS`` warm forwards in a fresh process under ``policy``."""
+    script = _FAULTS_SCRIPT.replace("FORWARDS", str(FORWARDS))
+    done = subprocess.run([sys.executable, "-c", script, policy], capture_output=True, text=True, check=True,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
-    return int(done.stdout.strip())
+    return [int(n) for n in done.stdout.split()]
 
 
 @pytest.fixture
@@ -55,8 +61,12 @@ def test_glibc_is_here():
 
 def test_retained_heap_reuses_freed_memory():
     system, retained = _faults_per_forward("system"), _faults_per_forward("retain")
-    assert system > PAGES_46_MIB  # each large activation faulted in again, page by page
-    assert retained < PAGES_46_MIB // 10  # reused: almost no new pages
+    assert len(system) == len(retained) == FORWARDS
+    assert min(system) > PAGES_46_MIB  # every forward faults its large activations in again, page by page
+    # Reused: a typical forward faults in almost nothing. Not every one: while glibc's free lists settle, a forward
+    # now and then still extends the heap by a block or two (seen: 11,251 or 22,500 faults in one of eight).
+    assert statistics.median(retained) < PAGES_46_MIB // 10
+    assert sum(retained) < sum(system) // 4
 
 
 def test_use_is_idempotent(restore_policy):
