@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # this checkout's sr_bench, as the shell script's srbench calls use
 
-from sr_bench.results import atomic_write_text, load_records  # noqa: E402
+from sr_bench.results import atomic_write_text, gpu_warnings, load_records  # noqa: E402
 
 PSNR_CUDA_CPU_TOLERANCE_DB = 1e-3  # fp32: CUDA kernels may round differently, never by more
 CV_TARGET = 0.02
@@ -159,7 +159,7 @@ def official_vs_srbench(out_dir: Path, walls: dict[str, float]) -> dict:
 def guard_warnings(records: Iterable[dict]) -> list[str]:
     seen = []
     for record in records:
-        for warning in (record.get("gpu_conditions") or {}).get("warnings", []):
+        for warning in gpu_warnings(record):  # a torchrun eval's: every rank's
             seen.append(f"{record['kind']} {record['model']} ({record['protocol']}, {record['exec']['label']}): {warning}")
     return seen
 

@@ -4,7 +4,9 @@ Each rank loads the model on its own device (:mod:`sr_bench.sharding`), checks t
 agrees on the images), runs its share (balanced by LR pixel count) through the ordinary loop
 (:func:`sr_bench.evaluate.run_share`) into a run log of its own (``...-rank<R>of<N>.jsonl``: ``--resume`` with the
 same N continues every rank), and sends what it finished to rank 0, which writes one record: rows in dataset
-order, each with its ``rank`` and ``device``; ``shards`` with every rank's runtime summary and peak memory.
+order, each with its ``rank`` and ``device``; ``shards`` with every rank's runtime summary, peak memory and GPU
+conditions (the fair-timing guard watched each rank's own device, so each rank keeps its own block and the
+record's warnings name the rank).
 
 Runtime is never pooled across device models: when the ranks ran on different CPUs/GPUs the record's
 ``runtime_ms`` is None (and ``mean`` has no runtime), ``sharding.runtime_not_comparable`` says why, and only the
@@ -25,10 +27,10 @@ from sr_bench.errors import SrBenchError
 from sr_bench.eval_all import models_and_sets
 from sr_bench.eval_config import EvalConfig, EvalOptions
 from sr_bench.eval_record import eval_record, runtime_summary
-from sr_bench.evaluate import EvalResult, PreparedRun, ProgressFn, Share, run_share, store
+from sr_bench.evaluate import EvalEvent, EvalResult, PreparedRun, ProgressFn, Share, run_share, store
 from sr_bench.execution import threads_notice
 from sr_bench.models import LoadedModel
-from sr_bench.results import EvalRecord, MemoryInfo, ShardInfo, ShardingInfo
+from sr_bench.results import EvalRecord, MemoryInfo, ShardInfo, ShardingInfo, gpu_warnings
 from sr_bench.sharding import Group, Ranks, RankStopped, my_share
 
 @dataclass(frozen=True)
@@ -86,7 +88,14 @@ def _one_dataset(group: Group, loaded: LoadedModel, dataset: Dataset,
     if gathered is None:
         return None
     record = merged_record(loaded, dataset, checked, options, gathered, device)
+    for message in guard_notices(gathered):
+        notify(EvalEvent("notice", loaded.name, dataset.name, message=message))
     return store(record, options, notify, total=len(pairs))
+
+
+def guard_notices(gathered: list[RankResult]) -> list[str]:
+    """One line per rank whose CUDA timing could not be watched (NVML unavailable there), naming the rank."""
+    return [f"rank {g.rank} ({g.device}): {g.share.guard.notice}" for g in gathered if g.share.guard.notice]
 
 
 def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[CheckedPair], list[BadImage]],
@@ -114,7 +123,7 @@ def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[Che
         record["notices"].append(message)
     record["pipeline"] = gathered[0].share.pipeline
     record["sr_png"] = gathered[0].share.sr_png
-    record["warnings"] += sorted({w for g in gathered for w in g.share.warnings + g.share.guard.warnings})
+    record["warnings"] += sorted({w for g in gathered for w in g.share.warnings})
     models = sorted({str(g.device_model) for g in gathered})
     comparable = len(models) == 1 and len({torch.device(g.device).type for g in gathered}) == 1
     record["shards"] = [
@@ -127,9 +136,14 @@ def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[Che
             memory=g.share.memory,
             run_log=str(g.share.run_log),
             resumed=g.share.resumed,
+            **g.share.guard.record_fields(),
         )
         for g in gathered
     ]
+    record["gpu_conditions"] = None  # no one split: each rank timed its images on its own device
+    record["gpu_conditions_reason"] = "torchrun eval: each rank's own block is in shards[].gpu_conditions"
+    record["warnings"] += gpu_warnings(record)  # every rank's, named by its rank
+    record["notices"] += guard_notices(gathered)
     record["sharding"] = ShardingInfo(world_size=len(gathered), split="balanced by LR pixel count",
                                       runtime_comparable=comparable)
     if not comparable:

@@ -16,9 +16,10 @@ How records become rows:
   device, protocol or execution mode but does on the input size, so profiles of other sizes are left out
   with a note naming them (report them with another ``size``).
 - A cell with no measurement behind it is ``None`` in the table and ``-`` when rendered; nothing is invented.
-- A row whose runtimes were measured under a fair-timing warning (``gpu_conditions.warnings`` in its eval record:
-  clocks dropped, thermal/power throttling, another process on the GPU, not in P0) gets ``GPU_MARK`` after the
-  model name and a note naming the warning; csv/json get a ``GPU warning`` column.
+- A row whose runtimes were measured under a fair-timing warning (``gpu_conditions.warnings`` in its eval record,
+  or any rank's ``shards[].gpu_conditions.warnings`` in a torchrun eval: clocks dropped, thermal/power throttling,
+  another process on the GPU, not in P0) gets ``GPU_MARK`` after the model name and a note naming the warning;
+  csv/json get a ``GPU warning`` column.
 - Rows are ordered by when the model was first recorded (``order="created"``), which is how the official
   ``results.json`` orders its models (insertion order of their first run); ``name``, ``psnr``, ``time`` and
   ``score`` orders are available too.
@@ -48,7 +49,16 @@ from rich.table import Table as RichTable
 from rich.text import Text
 
 from sr_bench.errors import ResultsError, UsageError
-from sr_bench.results import EvalRecord, ProfileRecord, Record, eval_coverage, is_partial, load_records, record_time
+from sr_bench.results import (
+    EvalRecord,
+    ProfileRecord,
+    Record,
+    eval_coverage,
+    gpu_warnings,
+    is_partial,
+    load_records,
+    record_time,
+)
 from sr_bench.sizes import size_text
 
 MISSING = "-"
@@ -387,7 +397,7 @@ def _row(key: tuple, evals: list[EvalRecord], profiles: list[ProfileRecord], val
     for split, dataset in zip(SPLITS, (val, test)):
         record, note = _choose_eval([r for r in mine if r["dataset"] == dataset], allow_partial)
         row.update(_split_values(split, record))
-        warned += (((record or {}).get("gpu_conditions") or {}).get("warnings")) or []
+        warned += gpu_warnings(record) if record is not None else []
         row[f"{split}_tile"] = _tile_text(record)
         row[f"{split}_coverage"] = _coverage_text(record) if record is not None and is_partial(record) else None
         mixed = ((record or {}).get("sharding") or {}).get("runtime_not_comparable")

@@ -249,6 +249,8 @@ class ShardInfo(TypedDict, total=False):
     memory: MemoryInfo
     run_log: str
     resumed: bool
+    gpu_conditions: dict[str, Any] | None  # this rank's fair-timing guard over its timed images (None: CPU / no NVML)
+    gpu_conditions_reason: str | None  # why gpu_conditions is None
 
 
 class ShardingInfo(TypedDict, total=False):
@@ -318,6 +320,17 @@ def is_partial(record: EvalRecord) -> bool:
 
 def is_tiled(record: EvalRecord) -> bool:
     return bool(record.get("tile"))
+
+
+def gpu_warnings(record: Record) -> list[str]:
+    """The fair-timing guard's warnings over a record's timed forwards: its own ``gpu_conditions``, and in a
+    torchrun eval every rank's (``shards[].gpu_conditions``, each named by its rank), since each rank timed its
+    images on its own GPU."""
+    warnings = list((record.get("gpu_conditions") or {}).get("warnings") or [])
+    for shard in record.get("shards") or []:
+        where = f"rank {shard.get('rank')} ({shard.get('device')})"
+        warnings += [f"{where}: {w}" for w in (shard.get("gpu_conditions") or {}).get("warnings") or []]
+    return warnings
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ the metrics move); ``FakeNvml`` for the driver's NVML. Numbers asserted here fol
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -17,15 +18,19 @@ from torch import Tensor, nn
 
 from gpu_fakes import MIB, OWN, STEADY, FakeCuda, FakeNvml
 from sr_bench import cpu_heap
-from sr_bench.datasets import custom_dataset
+from sr_bench.datasets import check_pairs, custom_dataset
 from sr_bench.device_policy import CudaPolicy
 from sr_bench.env import _gpu
 from sr_bench.errors import UsageError
-from sr_bench.evaluate import EvalEvent, EvalOptions, evaluate
+from sr_bench.eval_sharded import RankResult, merged_record
+from sr_bench.evaluate import EvalEvent, EvalOptions, evaluate, prepare_run, run_share
 from sr_bench.execution import ExecMode, parse_exec, prepare, resolve_exec
 from sr_bench.gpu_conditions import GpuGuard, NvmlDevice
 from sr_bench.models import CheckpointInfo, LoadedModel
 from sr_bench.profile import ProfileRequest, run_profile
+from sr_bench.report import build_table
+from sr_bench.results import gpu_warnings, validate
+from sr_bench.sharding import Ranks, my_share
 from sr_bench.timing import RuntimeSpec, measure_runtime, time_call
 from sr_bench.zoo import ModelSpec
 
@@ -266,3 +271,38 @@ def test_nvml_device_is_what_env_and_the_guard_share(gpu: FakeCuda, nvml: FakeNv
     with NvmlDevice.open(CUDA) as device:
         assert device.read().sm_clock_mhz == 1980
     assert nvml.inits == nvml.shutdowns == 1
+
+
+def test_sharded_record_keeps_each_ranks_gpu_conditions(gpu: FakeCuda, monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    """A torchrun eval merged from two ranks (run here one after the other): rank 0's GPU had another process on
+    it, rank 1's NVML was missing. Each shard keeps its own block; the warnings and the report name rank 0."""
+    monkeypatch.setattr("os.getpid", lambda: OWN)
+    loaded, options = _loaded(GpuNet(gpu)), _options(tmp_path)
+    ds = _dataset(tmp_path / "hr", [(8, 8), (6, 6)])
+    checked = check_pairs(ds.pairs, 4)
+    prepared = prepare_run(loaded, CUDA, options)
+    busy = dict(STEADY, procs=[(OWN, MIB), (777, 20 * 1024 * MIB)])
+    gathered = []
+    for rank, nvml in ((0, FakeNvml([busy])), (1, None)):
+        monkeypatch.setitem(sys.modules, "pynvml", nvml)
+        mine = my_share(checked[0], cost=lambda c: c.lr_size[0] * c.lr_size[1], ranks=Ranks(rank, 2, rank, 2))
+        share = run_share(loaded, ds, CUDA, options, (mine, checked[1]), prepared, lambda event: None,
+                          log_name=f"-rank{rank}of2")
+        gathered.append(RankResult(rank, f"cuda:{rank}", "NVIDIA H200", share))
+    record = merged_record(loaded, ds, checked, options, gathered, CUDA)
+
+    assert record["gpu_conditions"] is None and "shards[].gpu_conditions" in record["gpu_conditions_reason"]
+    first, second = record["shards"]
+    assert first["gpu_conditions"]["other_processes"] == [{"pid": 777, "name": None, "memory_mib": 20480.0}]
+    assert first["gpu_conditions_reason"] is None and first["gpu_conditions"]["warnings"] != []
+    assert second["gpu_conditions"] is None
+    assert second["gpu_conditions_reason"].startswith("NVML unavailable (ModuleNotFoundError")
+    assert record["warnings"] == [f"rank 0 (cuda:0): {w}" for w in first["gpu_conditions"]["warnings"]]
+    assert gpu_warnings(record) == record["warnings"]
+    assert record["notices"][-1] == f"rank 1 (cuda:1): {second['gpu_conditions_reason']}"
+    assert validate(json.loads(json.dumps(record))) is None  # the shard fields are declared with their types
+
+    table = build_table([record], val=ds.name, test=None)
+    assert table.rows[0]["gpu_warning"] == record["warnings"][0]
+    assert f"gpunet: runtime measured under a GPU warning, marked '(!)': {record['warnings'][0]}" in table.notes

@@ -84,6 +84,9 @@ def test_two_ranks_give_the_numbers_of_one_process(sharded: tuple[Path, list[str
         assert merged["sharding"] == {"world_size": 2, "split": "balanced by LR pixel count", "runtime_comparable": True}
         assert merged["runtime_ms"]["n"] == LIMIT and all(s["runtime_ms"]["n"] == s["images"] for s in shards)
         assert all(s["run_log"].endswith(f"-rank{s['rank']}of2.jsonl") for s in shards)
+        assert merged["gpu_conditions"] is None and "shards[].gpu_conditions" in merged["gpu_conditions_reason"]
+        assert [(s["gpu_conditions"], s["gpu_conditions_reason"]) for s in shards] == \
+            [(None, "CPU run: there are no GPU clocks or processes to watch")] * 2  # each rank's own guard block
 
 
 def test_resume_of_a_sharded_run_continues_every_rank(sharded: tuple[Path, list[str]], weights_dir: Path) -> None:

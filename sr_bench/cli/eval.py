@@ -39,7 +39,7 @@ from sr_bench.cli.options import (
 from sr_bench.errors import UsageError
 from sr_bench.paths import data_root as default_data_root
 from sr_bench.paths import results_dir
-from sr_bench.results import MEMORY_KINDS, atomic_write_json
+from sr_bench.results import MEMORY_KINDS, atomic_write_json, gpu_warnings
 
 if TYPE_CHECKING:
     from sr_bench.evaluate import EvalEvent, EvalResult
@@ -216,6 +216,6 @@ def _render(run: EvalResult) -> None:
         )
     for bad in rec["skipped"]:
         output.warning(f"skipped {bad['name']}: {bad['error']}")
-    for message in (rec.get("gpu_conditions") or {}).get("warnings", []):
+    for message in gpu_warnings(rec):
         output.warning(message)  # the fair-timing guard: the runtimes above were measured under this
     output.info(f"record saved: {run.path} (per-image log: {rec['run_log']})")
