@@ -8,9 +8,21 @@ from __future__ import annotations
 
 
 class SrBenchError(Exception):
-    """Base class: the message is the complete one-line text shown to the user."""
+    """Base class: the message is the complete one-line text shown to the user.
+
+    Under torchrun ``where`` names the rank (and device) that hit it, shown before the message; ``message`` is the
+    text without it, which ranks that hit the same problem share (:mod:`sr_bench.cli.rank_errors` prints it once).
+    """
 
     exit_code: int = 1
+    where: str | None = None  # e.g. "rank 1/2 (cuda:1)"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}" if self.where else self.message
+
+    @property
+    def message(self) -> str:
+        return super().__str__()
 
 
 class UnknownModelError(SrBenchError):

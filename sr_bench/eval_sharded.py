@@ -65,7 +65,7 @@ def evaluate_sharded(config: EvalConfig, ranks: Ranks, progress: ProgressFn | No
                 "images are kept in every rank's run log: fix the cause and rerun the same command with --resume"
             ) from None
         except SrBenchError as exc:
-            exc.args = (f"{ranks} ({device}): {exc}",)
+            exc.where = f"{ranks} ({device})"
             raise
     return results
 

@@ -143,3 +143,55 @@ def test_a_killed_rank_stops_the_run_with_a_clear_line(data_dir: Path, weights_d
     assert errors == ["Error: rank 0/2 (cpu) stopped: another rank failed or was killed (its error is above); finished "
                       "images are kept in every rank's run log: fix the cause and rerun the same command with --resume"]
     assert not list((tmp_path / "results").glob("eval/*.json"))
+
+
+def _errors(proc: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("Error:")]  # the rest is torchrun's report
+
+
+def test_a_failure_every_rank_shares_is_printed_once(data_dir: Path, weights_dir: Path, tmp_path: Path) -> None:
+    unknown = _torchrun(["--model", "rfdn", "--dataset", "nosuch", "--data-root", str(data_dir), "--device", "cpu",
+                         "--results", str(tmp_path)], weights_dir)
+    assert unknown.returncode != 0
+    assert len(_errors(unknown)) == 1 and _errors(unknown)[0].startswith("Error: unknown dataset 'nosuch'; known:")
+    bad_option = _torchrun(["--model", "rfdn", "--limit", "0"], weights_dir)
+    assert bad_option.returncode != 0
+    assert _errors(bad_option) == ["Error: Invalid value for '--limit': Input should be greater than or equal to 1 "
+                                   "(see 'srbench eval --help')"]
+
+
+NAN_ON_RANK_1 = '''
+import os
+import torch
+from torch import nn
+
+
+class NanOnRank1(nn.Module):
+    """x4 bilinear, whose output is NaN on rank 1 only: a failure of that rank's own."""
+
+    def __init__(self, scale: int = 4) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.scale = scale
+
+    def forward(self, x):
+        y = nn.functional.interpolate(x, scale_factor=self.scale, mode="bilinear") * self.w
+        return y * float("nan") if os.environ.get("RANK") == "1" else y
+'''
+
+
+def test_a_ranks_own_failure_is_printed_by_that_rank(data_dir: Path, weights_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "nan_on_rank1.py"
+    model.write_text(NAN_ON_RANK_1)
+    import torch
+
+    torch.save({"w": torch.ones(1)}, tmp_path / "w.pth")
+    proc = _torchrun(["--model", f"{model}:NanOnRank1", "--weights", str(tmp_path / "w.pth"), "--dataset", "set5",
+                      "--limit", "2", "--data-root", str(data_dir), "--device", "cpu", "--exec", "eager",
+                      "--threads", "1", "--protocol", "ntire2023", "--results", str(tmp_path / "results")],
+                     weights_dir)
+    assert proc.returncode != 0
+    errors = sorted(_errors(proc))
+    assert len(errors) == 2, proc.stderr[-3000:]
+    assert errors[0].startswith("Error: rank 0/2 (cpu) stopped: another rank failed or was killed")
+    assert errors[1].startswith(f"Error: rank 1/2 (cpu): {model}:NanOnRank1 gave a non-finite output for ")

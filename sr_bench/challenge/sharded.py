@@ -63,7 +63,7 @@ def _sharded(repo: ChallengeRepo, entries: list[TeamEntry], ranks: Ranks, reques
                 "of finished teams are kept: fix the cause and rerun the same command (recorded teams are skipped)"
             ) from None
         except SrBenchError as exc:
-            exc.args = (f"{ranks} ({device}): {exc}",)
+            exc.where = f"{ranks} ({device})"
             raise
     if gathered is None:
         return None

@@ -9,13 +9,14 @@ Usage::
     srbench challenge profile NTIRE2025_ESR   # every team of a challenge repository
 
 Every ``SrBenchError`` (and every usage error) is printed as ``Error: <message>`` on stderr with a
-non-zero exit and no traceback; ``SRBENCH_DEBUG=1`` shows the traceback of unexpected failures.
+non-zero exit and no traceback; ``SRBENCH_DEBUG=1`` shows the traceback of unexpected failures. Under torchrun a
+failure every rank shares is printed once, by rank 0 (:mod:`sr_bench.cli.rank_errors`).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -23,6 +24,7 @@ from typer.core import TyperGroup
 from sr_bench import __version__
 from sr_bench.cli import challenge, datasets, env, models, output, profile, report, upscale, weights
 from sr_bench.cli import eval as evaluate
+from sr_bench.cli.rank_errors import report as report_error
 from sr_bench.errors import SrBenchError
 
 DEBUG_ENV = "SRBENCH_DEBUG"
@@ -47,26 +49,26 @@ class _OneLineErrors(TyperGroup):
         except _UsageError as exc:
             _usage_error(exc)
         except SrBenchError as exc:
-            output.error(str(exc))
-            raise typer.Exit(exc.exit_code) from None
+            _fail(exc.message, exc.exit_code, exc.where)
         except KeyboardInterrupt:
-            output.error("interrupted; finished work was kept (eval runs continue with --resume)")
-            raise typer.Exit(130) from None
+            _fail("interrupted; finished work was kept (eval runs continue with --resume)", 130)
         except Exception as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            output.error(
-                f"unexpected {type(exc).__name__}: {exc} — this is a bug in srbench; "
-                f"rerun with {DEBUG_ENV}=1 for the traceback and report it"
-            )
-            raise typer.Exit(3) from None
+            _fail(f"unexpected {type(exc).__name__}: {exc} — this is a bug in srbench; "
+                  f"rerun with {DEBUG_ENV}=1 for the traceback and report it", 3)
 
 
-def _usage_error(exc: Exception) -> None:
+def _usage_error(exc: Exception) -> NoReturn:
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "srbench"
-    output.error(f"{exc.format_message()} (see '{where} --help')")
-    raise typer.Exit(2) from None
+    _fail(f"{exc.format_message()} (see '{where} --help')", 2)
+
+
+def _fail(message: str, code: int, where: str | None = None) -> NoReturn:
+    """Print ``Error: ...`` and exit with ``code``; under torchrun a failure every rank shares is printed once."""
+    report_error(message, code, where)
+    raise typer.Exit(code) from None
 
 
 app = typer.Typer(
