@@ -63,8 +63,9 @@ def test_a_command_line_error_is_printed_by_rank_0_at_once() -> None:
 
 
 def test_a_ranks_own_failure_is_printed_by_that_rank() -> None:
-    shown, exits = _ranks({0: ("rank 0/2 (cpu) stopped: another rank failed", None), 1: ("NaN in the output", WHERE[1])})
-    assert sorted(shown) == [(0, "rank 0/2 (cpu) stopped: another rank failed"), (1, "rank 1/2 (cpu): NaN in the output")]
+    stopped = "rank 0/2 (cpu) stopped: another rank failed"
+    shown, exits = _ranks({0: (stopped, None), 1: ("NaN in the output", WHERE[1])})
+    assert sorted(shown) == [(0, stopped), (1, "rank 1/2 (cpu): NaN in the output")]
     assert exits == {}
 
 

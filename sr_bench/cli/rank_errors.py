@@ -50,9 +50,9 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-def report(message: str, code: int, where: str | None = None, *, show: Callable[[str], None] = output.error, environ: Mapping[str, str] | None = None,
-           connect: Callable[[], Store] | None = None, wait_s: float = ECHO_WAIT_S,
-           exit_now: Callable[[int], None] = _exit_now) -> None:
+def report(message: str, code: int, where: str | None = None, *, show: Callable[[str], None] = output.error,
+           environ: Mapping[str, str] | None = None, connect: Callable[[], Store] | None = None,
+           wait_s: float = ECHO_WAIT_S, exit_now: Callable[[int], None] = _exit_now) -> None:
     """Show the ``Error:`` line of a failure as this process should (``where``: its rank prefix, if any).
 
     Returns after showing it, or after deciding to stay silent when ``exit_now`` returns (tests); a silent rank
