@@ -210,11 +210,19 @@ _SPECS: tuple[DatasetSpec, ...] = (
         _challenge("LSDIR_DIV2K", "test"),
         split="test",
     ),
-    DatasetSpec(
-        "ntire-valid", "NTIRE 2024+ ESR valid (DIV2K_LSDIR_valid_*)", _challenge("DIV2K_LSDIR", "valid"), 200, "valid"
+    DatasetSpec(  # the 2024 harness names the same 200 images LSDIR_DIV2K_valid_*
+        "ntire-valid",
+        "NTIRE 2024+ ESR valid (DIV2K_LSDIR_valid_*; 2024: LSDIR_DIV2K_valid_*)",
+        _challenge("DIV2K_LSDIR", "valid") + _challenge("LSDIR_DIV2K", "valid"),
+        200,
+        "valid",
     ),
     DatasetSpec(
-        "ntire-test", "NTIRE 2024+ ESR test (DIV2K_LSDIR_test_*)", _challenge("DIV2K_LSDIR", "test"), 200, "test"
+        "ntire-test",
+        "NTIRE 2024+ ESR test (DIV2K_LSDIR_test_*; 2024: LSDIR_DIV2K_test_*)",
+        _challenge("DIV2K_LSDIR", "test") + _challenge("LSDIR_DIV2K", "test"),
+        200,
+        "test",
     ),
     _classic("set5", "Set5", 5),
     _classic("set14", "Set14", 14),
@@ -272,9 +280,12 @@ def _find_dir(root: Path, rel: str) -> Path | None:
     return current
 
 
-def _find_layout(spec: DatasetSpec, data_root: Path, scale: int) -> tuple[Path | None, Path | None]:
-    """The first layout whose HR folder exists, and the first of its LR folders that exists (or None)."""
-    for layout in spec.layouts:
+def _find_layout(spec: DatasetSpec, data_root: Path, scale: int,
+                 prefer: str | None = None) -> tuple[Path | None, Path | None]:
+    """The first layout whose HR folder exists (those whose HR folder is ``prefer`` tried first), and the first of
+    its LR folders that exists (or None)."""
+    layouts = spec.layouts if prefer is None else sorted(spec.layouts, key=lambda lay: lay.hr.lower() != prefer.lower())
+    for layout in layouts:
         hr = _find_dir(data_root, layout.hr)
         if hr is None:
             continue
@@ -286,9 +297,10 @@ def _find_layout(spec: DatasetSpec, data_root: Path, scale: int) -> tuple[Path |
     return None, None
 
 
-def _find_anywhere(spec: DatasetSpec, data_root: Path, scale: int) -> tuple[Path | None, Path | None, bool]:
+def _find_anywhere(spec: DatasetSpec, data_root: Path, scale: int,
+                   prefer: str | None = None) -> tuple[Path | None, Path | None, bool]:
     """:func:`_find_layout` under ``data_root``, else in srbench's built-in copy; the flag says which."""
-    hr, lr = _find_layout(spec, data_root, scale)
+    hr, lr = _find_layout(spec, data_root, scale, prefer)
     if hr is None and spec.name in BUILTIN_SETS:
         hr, lr = _find_layout(spec, paths.builtin_data_root(), scale)
         return hr, lr, hr is not None
@@ -361,11 +373,13 @@ def _pairs(hr_dir: Path, lr_dir: Path | None, scale: int) -> list[ImagePair]:
     return pairs
 
 
-def locate_dataset(name: str, data_root: Path, scale: int = 4) -> tuple[DatasetSpec, Path, Path | None]:
+def locate_dataset(name: str, data_root: Path, scale: int = 4,
+                   prefer: str | None = None) -> tuple[DatasetSpec, Path, Path | None]:
     """Which spec a name (or alias) means under ``data_root``, and its HR and LR folders, without pairing files.
 
     Raises the unknown / not-found errors of :func:`resolve_dataset`; cheap enough to check every ``--dataset``
     before any model is loaded. A built-in set (Set5) not found under ``data_root`` comes from srbench's own copy.
+    ``prefer`` names an HR folder (a layout's ``hr``) to try first: a challenge year's own naming of a set.
     """
     key = name.lower()
     candidates = ALIASES.get(key, (key,))
@@ -373,7 +387,7 @@ def locate_dataset(name: str, data_root: Path, scale: int = 4) -> tuple[DatasetS
         raise DatasetError(_unknown_message(name, data_root))
     for candidate in candidates:
         spec = _REGISTRY[candidate]
-        hr_dir, lr_dir, _ = _find_anywhere(spec, data_root, scale)
+        hr_dir, lr_dir, _ = _find_anywhere(spec, data_root, scale, prefer)
         if hr_dir is not None:
             return spec, hr_dir, lr_dir
     tried = ", ".join(dict.fromkeys(lay.hr for c in candidates for lay in _REGISTRY[c].layouts))
@@ -382,13 +396,14 @@ def locate_dataset(name: str, data_root: Path, scale: int = 4) -> tuple[DatasetS
     raise DatasetError(f"dataset {name!r} not found under {data_root} (looked for {tried}): {fix} or pass --data-root")
 
 
-def resolve_dataset(name: str, data_root: Path, scale: int) -> Dataset:
-    """Find a named set (or alias) under ``data_root`` and pair its images for ``scale``.
+def resolve_dataset(name: str, data_root: Path, scale: int, prefer: str | None = None) -> Dataset:
+    """Find a named set (or alias) under ``data_root`` and pair its images for ``scale`` (``prefer``: as in
+    :func:`locate_dataset`).
 
     >>> resolve_dataset("set5", Path("../shared/data"), 4).pairs[0].name
     'baby'
     """
-    spec, hr_dir, lr_dir = locate_dataset(name, data_root, scale)
+    spec, hr_dir, lr_dir = locate_dataset(name, data_root, scale, prefer)
     return _dataset_from(spec, hr_dir, lr_dir, scale, requested=name)
 
 

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 from fake_challenge import EXPECTED, FAILED, REP_TRAINING, ROUTE_SEED1, YEAR, checkpoints, make_repo
 from sr_bench.challenge.build import build_team
 from sr_bench.challenge.repo import read_repo
+from sr_bench.challenge.run import challenge_datasets
 from sr_bench.cli.app import app
 from sr_bench.images import write_png
 from sr_bench.models import LoadOptions, resolve_model
@@ -238,12 +239,17 @@ def test_unknown_team_and_not_a_repo(repo, tmp_path):
     assert result.exit_code == 2 and "no test_demo.py" in result.stderr
 
 
-def _valid_set(root: Path, count: int = 2) -> None:
+def _split(root: Path, prefix: str, count: int = 2, lr_name: str = "{}x4.png") -> None:
+    """A tiny NTIRE split: random 32x32 ``{prefix}_HR/NNNN.png`` and their x4 LR in ``{prefix}_LR`` (``lr_name``)."""
     rng = np.random.default_rng(3)
     for i in range(count):
         hr = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        write_png(root / "DIV2K_LSDIR_valid_HR" / f"{i:04d}.png", hr)
-        write_png(root / "DIV2K_LSDIR_valid_LR" / f"{i:04d}x4.png", hr[::4, ::4])
+        write_png(root / f"{prefix}_HR" / f"{i:04d}.png", hr)
+        write_png(root / f"{prefix}_LR" / lr_name.format(f"{i:04d}"), hr[::4, ::4])
+
+
+def _valid_set(root: Path, count: int = 2) -> None:
+    _split(root, "DIV2K_LSDIR_valid", count)
 
 
 def test_challenge_eval_and_report_with_scores(repo, tmp_path):
@@ -290,6 +296,61 @@ def test_challenge_eval_and_report_with_scores(repo, tmp_path):
     assert "00_PlainSR\tConv\t2.0000\t2.0000\t+0.0000" in lines
     assert "99_Elsewhere: in the official file only" in compared.stderr
     assert "04_KeySR: measured by srbench only" in compared.stderr
+
+
+# each year's (valid, test) folders and LR names as its official test_demo.py reads them, and the sets they are
+YEAR_LAYOUTS = {
+    2022: ((("DIV2K_valid", "{}x4.png"), ("DIV2K_test", "{}.png")), ("div2k-valid", "div2k-test")),
+    2023: ((("DIV2K_valid", "{}x4.png"), ("LSDIR_DIV2K_test", "{}x4.png")), ("div2k-valid", "ntire2023-hybrid-test")),
+    2024: ((("LSDIR_DIV2K_valid", "{}x4.png"), ("LSDIR_DIV2K_test", "{}x4.png")), ("ntire-valid", "ntire-test")),
+    2025: ((("DIV2K_LSDIR_valid", "{}x4.png"), ("DIV2K_LSDIR_test", "{}x4.png")), ("ntire-valid", "ntire-test")),
+}
+
+
+@pytest.mark.parametrize("year", sorted(YEAR_LAYOUTS))
+def test_challenge_datasets_are_the_years_valid_and_test_sets(repo, tmp_path, year):
+    folders, names = YEAR_LAYOUTS[year]
+    for prefix, lr_name in folders:
+        _split(tmp_path, prefix, lr_name=lr_name)
+    datasets, notices = challenge_datasets(read_repo(repo, year), tmp_path)
+    assert [d.name for d in datasets] == list(names)
+    assert [(d.hr_dir.name, d.lr_dir.name) for d in datasets] == [(f"{p}_HR", f"{p}_LR") for p, _ in folders]
+    assert all(len(d.pairs) == 2 for d in datasets)
+    assert not [n for n in notices if "instead" in n or "valid split only" in n]
+
+
+def test_challenge_datasets_prefer_the_years_own_folders(repo, tmp_path):
+    for prefix in ("LSDIR_DIV2K_valid", "LSDIR_DIV2K_test", "DIV2K_LSDIR_valid", "DIV2K_LSDIR_test"):
+        _split(tmp_path / "both", prefix, count=1)  # the 2024 and 2025 sets side by side
+    for year, prefix in ((2024, "LSDIR_DIV2K"), (2025, "DIV2K_LSDIR")):
+        datasets, _ = challenge_datasets(read_repo(repo, year), tmp_path / "both")
+        assert [d.hr_dir.name for d in datasets] == [f"{prefix}_valid_HR", f"{prefix}_test_HR"]
+    only = tmp_path / "only2025"
+    _split(only, "DIV2K_LSDIR_valid", count=1)
+    datasets, notices = challenge_datasets(read_repo(repo, 2024), only)
+    assert [d.hr_dir for d in datasets] == [only / "DIV2K_LSDIR_valid_HR"]  # the same set under 2025's name
+    assert (f"ntire-valid: NTIRE 2024's test_demo.py reads LSDIR_DIV2K_valid_HR; using {only / 'DIV2K_LSDIR_valid_HR'} "
+            "found instead") in notices
+    assert (f"no NTIRE 2024 test set under {only} (ntire-test: LSDIR_DIV2K_test_HR not found); evaluating the valid "
+            "split only") in notices
+
+
+def test_challenge_eval_on_the_2023_layout_and_without_the_years_valid_set(repo, tmp_path):
+    data, results = tmp_path / "data", tmp_path / "res"
+    _split(data, "DIV2K_valid")
+    _split(data, "LSDIR_DIV2K_test")
+    result = run("challenge", "eval", repo, "--year", "2023", "--data-dir", data, "--results", results, "--teams", "0")
+    assert result.exit_code == 0, result.stderr
+    evals = [r for r in load_records(results)[0] if r["kind"] == "eval"]
+    assert sorted(r["dataset"] for r in evals) == ["div2k-valid", "ntire2023-hybrid-test"]
+    assert {(r["protocol"], r["challenge"]["year"], len(r["images"])) for r in evals} == {("ntire2023", 2023, 2)}
+
+    missing = run("challenge", "eval", repo, "--data-dir", data, "--results", results, "--teams", "0")  # YEAR: 2025
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == (
+        f"Error: NTIRE {YEAR} valid set 'ntire-valid' not found under {data}: its test_demo.py reads "
+        "DIV2K_LSDIR_valid_HR and DIV2K_LSDIR_valid_LR there; it holds div2k-valid, ntire2023-hybrid-test, ntire-test "
+        "(another year's sets? pass --year); pass the --data-dir that holds them")
 
 
 def test_shims_never_active_with_cuda(monkeypatch):

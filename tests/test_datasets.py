@@ -116,6 +116,8 @@ def test_set5_at_another_scale_falls_back_to_generated_lr(data_dir: Path) -> Non
         ("ntire2023-hybrid-test", "LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR", ("0000001", "0901"), "x4"),
         ("ntire-valid", "DIV2K_LSDIR_valid_HR", "DIV2K_LSDIR_valid_LR", ("0000001", "0801"), "x4"),
         ("ntire-test", "DIV2K_LSDIR_test_HR", "DIV2K_LSDIR_test_LR", ("0000001", "0901"), "x4"),
+        ("ntire-valid", "LSDIR_DIV2K_valid_HR", "LSDIR_DIV2K_valid_LR", ("0000001", "0801"), "x4"),  # 2024's names
+        ("ntire-test", "LSDIR_DIV2K_test_HR", "LSDIR_DIV2K_test_LR", ("0000001", "0901"), "x4"),
         ("b100", "benchmark/BSD100/HR", "benchmark/BSD100/LR_bicubic/X4", ("3096", "8023"), "x4"),
         ("urban100", "urban100/hr", "urban100/LR_bicubic/X4", ("img_001", "img_002"), "x4"),
     ],

@@ -18,7 +18,7 @@ import torch
 
 from sr_bench.challenge.build import BuiltTeam, TeamFailure, build_team
 from sr_bench.challenge.repo import ChallengeRepo, TeamEntry
-from sr_bench.datasets import Dataset, locate_dataset, resolve_dataset
+from sr_bench.datasets import Dataset, dataset_status, locate_dataset, resolve_dataset
 from sr_bench.errors import DatasetError, ResultsError, SrBenchError
 from sr_bench.evaluate import EvalOptions, evaluate
 from sr_bench.models import CheckpointInfo, LoadedModel
@@ -28,9 +28,15 @@ from sr_bench.user_code import describe
 from sr_bench.zoo import ModelSpec
 
 SCALE = 4  # every NTIRE ESR challenge is x4
-# dataset names (sr_bench.datasets) of each year's valid and test splits
-YEAR_DATASETS = {2022: ("div2k-valid", None), 2023: ("div2k-valid", "ntire2023-hybrid-test")}
-DEFAULT_DATASETS = ("ntire-valid", "ntire-test")
+YearSet = tuple[str, str]  # a dataset name (sr_bench.datasets) and the HR folder that year's test_demo.py reads
+# each year's (valid, test) sets, as its official test_demo.py lays them out under --data_dir
+YEAR_DATASETS: dict[int, tuple[YearSet, YearSet]] = {
+    2022: (("div2k-valid", "DIV2K_valid_HR"), ("div2k-test", "DIV2K_test_HR")),
+    2023: (("div2k-valid", "DIV2K_valid_HR"), ("ntire2023-hybrid-test", "LSDIR_DIV2K_test_HR")),
+    2024: (("ntire-valid", "LSDIR_DIV2K_valid_HR"), ("ntire-test", "LSDIR_DIV2K_test_HR")),
+}
+DEFAULT_DATASETS: tuple[YearSet, YearSet] = (  # 2025 on, and a year test_demo.py does not name
+    ("ntire-valid", "DIV2K_LSDIR_valid_HR"), ("ntire-test", "DIV2K_LSDIR_test_HR"))
 
 
 def year_protocol(year: int | None) -> str:
@@ -38,7 +44,8 @@ def year_protocol(year: int | None) -> str:
     return "ntire2023" if year is not None and year <= 2023 else "ntire2024"
 
 
-def year_datasets(year: int | None) -> tuple[str, str | None]:
+def year_datasets(year: int | None) -> tuple[YearSet, YearSet]:
+    """The year's valid and test sets (an unknown year: the newest harness's)."""
     return YEAR_DATASETS.get(year or 0, DEFAULT_DATASETS)
 
 
@@ -163,23 +170,34 @@ def _profile_one(repo: ChallengeRepo, entry: TeamEntry, device: torch.device, re
 
 
 def challenge_datasets(repo: ChallengeRepo, data_dir: Path) -> tuple[list[Dataset], list[str]]:
-    """The year's valid and test sets found under ``data_dir`` (a missing test split is a notice)."""
-    valid, test = year_datasets(repo.year)
+    """The year's valid and test sets under ``data_dir``, each in the folder that year's ``test_demo.py`` reads
+    when it is there (another known layout of the same set otherwise, with a notice). A missing test split is a
+    notice; a missing valid split an error naming the folders the year expects and the challenge sets found."""
+    year = f"NTIRE {repo.year}" if repo.year else "the newest NTIRE"
     found, notices = [], []
-    for name in (valid, test):
-        if name is None:
-            continue
+    for split, (name, hr) in zip(("valid", "test"), year_datasets(repo.year)):
         try:
-            locate_dataset(name, data_dir, SCALE)
-        except DatasetError as exc:
-            if name == valid:
-                raise
-            notices.append(f"{exc}; evaluating the valid split only")
+            locate_dataset(name, data_dir, SCALE, prefer=hr)
+        except DatasetError:
+            if split == "valid":
+                raise DatasetError(_no_valid_set(year, name, hr, data_dir)) from None
+            notices.append(f"no {year} test set under {data_dir} ({name}: {hr} not found); evaluating the valid "
+                           "split only")
             continue
-        dataset = resolve_dataset(name, data_dir, SCALE)
+        dataset = resolve_dataset(name, data_dir, SCALE, prefer=hr)
+        if dataset.hr_dir.name.lower() != hr.lower():
+            notices.append(f"{name}: {year}'s test_demo.py reads {hr}; using {dataset.hr_dir} found instead")
         notices += dataset.notices
         found.append(dataset)
     return found, notices
+
+
+def _no_valid_set(year: str, name: str, hr: str, data_dir: Path) -> str:
+    present = [s.spec.name for s in dataset_status(data_dir, SCALE)
+               if s.spec.split is not None and s.hr_dir is not None and not s.builtin]
+    there = f"; it holds {', '.join(present)} (another year's sets? pass --year)" if present else ""
+    return (f"{year} valid set {name!r} not found under {data_dir}: its test_demo.py reads {hr} and "
+            f"{hr.removesuffix('_HR')}_LR there{there}; pass the --data-dir that holds them")
 
 
 def eval_teams(

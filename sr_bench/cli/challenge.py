@@ -108,8 +108,10 @@ def profile(
 @app.command("eval")
 def eval_cmd(
     repo: RepoArg,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder holding the year's valid/test sets "
-                                           "(DIV2K_LSDIR_valid_HR/LR, DIV2K_LSDIR_test_HR/LR, or the 2023 layout).")],
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Folder holding the year's valid/test sets as its "
+                                           "test_demo.py reads them: DIV2K_LSDIR_{valid,test}_{HR,LR} (2025), "
+                                           "LSDIR_DIV2K_{valid,test}_* (2024), DIV2K_valid_* and LSDIR_DIV2K_test_* "
+                                           "(2023), DIV2K_{valid,test}_* (2022).")],
     teams: TeamsOpt = None,
     device: DeviceOpt = "auto",
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="Only the first N images of each set.")] = None,
