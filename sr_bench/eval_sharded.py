@@ -12,7 +12,9 @@ Runtime is never pooled across device models: when the ranks ran on different CP
 ``runtime_ms`` is None (and ``mean`` has no runtime), ``sharding.runtime_not_comparable`` says why, and only the
 per-rank summaries hold numbers.
 A rank that fails prints its error (``rank R/N (device): ...``); torchrun then stops the others, which say so in
-one line each; every rank's finished images stay in its run log.
+one line each; every rank's finished images stay in its run log. An error every rank hits alike (an unknown
+dataset) is printed once, by rank 0 (:mod:`sr_bench.cli.rank_errors`): errors raised here carry the rank in
+``SrBenchError.where``, apart from the message the ranks compare.
 """
 
 from __future__ import annotations

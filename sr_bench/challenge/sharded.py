@@ -5,7 +5,8 @@ Teams are independent and each has its own record, so nothing is merged: each ra
 (``cuda:LOCAL_RANK``, or the CPU with the cores divided between the ranks) and writes its teams' records; rank 0
 gathers every rank's outcomes (records and failed rows) for the summary, in team order. A rerun with the same
 number of ranks gives every rank the same teams, and each rank keeps the teams already recorded (no ``--force``).
-A rank that fails prints its error; torchrun then stops the others, which say so in one line each.
+A rank that fails prints its error (its rank in ``SrBenchError.where``); torchrun then stops the others, which say
+so in one line each. An error every rank hits alike is printed once, by rank 0 (:mod:`sr_bench.cli.rank_errors`).
 """
 
 from __future__ import annotations
