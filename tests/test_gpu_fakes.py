@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from gpu_fakes import MIB, OWN, STEADY, FakeCuda, FakeNvml
 from sr_bench import cpu_heap
+from sr_bench.clocks import time_call
 from sr_bench.datasets import custom_dataset
 from sr_bench.device_policy import CudaPolicy
 from sr_bench.env import _gpu
@@ -26,7 +27,7 @@ from sr_bench.execution import ExecMode, parse_exec, prepare, resolve_exec
 from sr_bench.gpu_conditions import GpuGuard, NvmlDevice
 from sr_bench.models import CheckpointInfo, LoadedModel
 from sr_bench.profile import ProfileRequest, run_profile
-from sr_bench.timing import RuntimeSpec, measure_runtime, time_call
+from sr_bench.timing import RuntimeSpec, measure_runtime
 from sr_bench.zoo import ModelSpec
 
 CUDA = torch.device("cuda", 0)
