@@ -31,9 +31,10 @@ from rich.console import Console
 from rich.table import Table
 
 from common import WEIGHTS, versus_official
+from sr_bench.clocks import time_call
 from sr_bench.env import environment
 from sr_bench.execution import ExecMode, PreparedModel, default_threads, prepare, resolve_auto
-from sr_bench.timing import pinned_threads, time_call
+from sr_bench.timing import pinned_threads
 from sr_bench.zoo import get_spec
 
 CPU = torch.device("cpu")

@@ -60,7 +60,8 @@ def pipeline_part(images: int, rounds: int, threads: int) -> None:
 def _alone(model, inputs: list[torch.Tensor], warmups: int, threads: int) -> tuple[list[float], list[float]]:
     """The forwards evaluate() runs (warm-up forwards on the first shape, then one per image), each timed (ms) with
     nothing else running in this process: (warm-up times, per-image times)."""
-    from sr_bench.timing import pinned_threads, time_call
+    from sr_bench.clocks import time_call
+    from sr_bench.timing import pinned_threads
 
     with pinned_threads(threads), torch.inference_mode():
         warm = [time_call(lambda: model(inputs[0]), CPU)[1] for _ in range(warmups)]

@@ -1,7 +1,7 @@
 """Where an eval does what, per device: building the model input, scoring the output, reading peak memory.
 
 * CPU: the prefetch thread builds the model input, the finisher thread converts the output to uint8 and scores
-  it (overlapping the next forward), and peak memory is the process's peak RSS over the dataset (``timing``'s
+  it (overlapping the next forward), and peak memory is the process's peak RSS over the dataset (``peak_memory``'s
   reader; prefetch buffers are part of it).
 * CUDA: the main thread copies the input to the GPU and scores on the GPU between forwards (fast, and nothing
   may share the GPU with a timed forward), handing the finisher a host copy only for saving. Peak memory is
@@ -27,8 +27,9 @@ import torch
 from sr_bench.errors import DeviceError
 from sr_bench.images import to_input, to_uint8
 from sr_bench.metrics import image_metrics
+from sr_bench.peak_memory import MemoryKind, track_peak_memory
 from sr_bench.pipeline import Scored, Unscored
-from sr_bench.timing import MemoryKind, is_out_of_memory, track_peak_memory
+from sr_bench.timing import is_out_of_memory
 
 _MIB = 1024**2
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from sr_bench.errors import UsageError
 from sr_bench.execution import parse_exec
-from sr_bench.timing import get_protocol
+from sr_bench.protocols import get_protocol
 
 if TYPE_CHECKING:
     from sr_bench.models import LoadOptions

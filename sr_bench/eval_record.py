@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sr_bench.clocks import clock_kind
 from sr_bench.datasets import BadImage, Dataset
 from sr_bench.env import environment
 from sr_bench.eval_config import EvalOptions
@@ -26,7 +27,7 @@ from sr_bench.results import (
     split_measurement,
 )
 from sr_bench.runlog import METRICS
-from sr_bench.timing import Measurement, clock_kind
+from sr_bench.timing import Measurement
 
 
 def means(rows: list[dict]) -> MeanMetrics:

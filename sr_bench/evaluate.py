@@ -1,6 +1,6 @@
 """The eval loop: a model over a dataset, per-image PSNR/SSIM with per-image runtime and peak memory.
 
-Only the model's forward is timed (``timing.time_call``: CUDA events or ``perf_counter``); decoding, scoring,
+Only the model's forward is timed (``clocks.time_call``: CUDA events or ``perf_counter``); decoding, scoring,
 saving and logging hide behind it in the threads of :mod:`sr_bench.pipeline`, and what runs where on each device
 (input building, scoring, peak memory) is the :mod:`sr_bench.device_policy`'s business. Finished images go to a
 JSONL run log (:mod:`sr_bench.runlog`), so an interrupted run (Ctrl-C, a full disk, an OOM) keeps them and
@@ -33,6 +33,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from sr_bench.clocks import time_call
 from sr_bench.datasets import BadImage, CheckedPair, Dataset, bad_image, check_pairs, lr_cache_dir, sixteen_bit_warning
 from sr_bench.device_policy import DevicePolicy, policy_for
 from sr_bench.errors import DatasetError, NonFiniteOutputError
@@ -45,10 +46,11 @@ from sr_bench.images import PNG_ENCODING, check_finite
 from sr_bench.memcheck import MemoryEstimator, check_eval_fits
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.pipeline import WRITE_DEPTH, Decoded, Failed, Finisher, Prefetcher, worker_count
+from sr_bench.protocols import get_protocol
 from sr_bench.results import EvalRecord, ExecInfo, MemoryInfo, safe_name, stamp, write_record
 from sr_bench.runlog import RunLog, log_header, run_identity, run_key, write_error
 from sr_bench.tiling import Forward, tiled
-from sr_bench.timing import cudnn_benchmark, get_protocol, pinned_threads, time_call, warm_up
+from sr_bench.timing import cudnn_benchmark, pinned_threads, warm_up
 
 EventKind = Literal["notice", "start", "image", "skip", "done"]
 

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from sr_bench import cpu_heap
 from sr_bench.env import logical_cores
 from sr_bench.errors import SrBenchError, UsageError
-from sr_bench.timing import get_protocol
+from sr_bench.protocols import get_protocol
 from sr_bench.user_code import call_model
 
 MemoryFormat = Literal["contiguous", "channels_last"]

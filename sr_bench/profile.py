@@ -20,6 +20,7 @@ from sr_bench.execution import ExecRequest, check_protocol, parse_exec, prepare,
 from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.memcheck import MemoryEstimator, check_profile_fits
 from sr_bench.models import LoadedModel, check_output_shape
+from sr_bench.protocols import get_protocol
 from sr_bench.results import (
     SCHEMA_VERSION,
     CheckpointFacts,
@@ -30,7 +31,6 @@ from sr_bench.results import (
 )
 from sr_bench.timing import (
     RuntimeSpec,
-    get_protocol,
     is_out_of_memory,
     measure_runtime,
     out_of_memory_error,

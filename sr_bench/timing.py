@@ -1,15 +1,11 @@
-"""Runtime and peak memory: what to run (``RuntimeSpec``) and what happened (``Measurement``).
+"""Runtime: what to run (``RuntimeSpec``) and what happened (``Measurement``), and the loop between them.
 
 The spec/measurement split follows ``torch.utils.benchmark``: a frozen, hashable spec says how a forward is
 measured; the measurement keeps the raw per-forward samples and derives its statistics lazily, with a noise
-warning stored on the result. Protocols are data (``PROTOCOLS``): the official NTIRE ones reproduce the
-challenge harness exactly (no warm-up, one forward per image, peak memory never reset); ``robust`` is the sound
-default (bounded warm-up, repeats, peak memory reset before each measured split).
+warning stored on the result. How each protocol warms up, repeats and resets memory is data (``protocols``).
 
-Clocks: on CUDA, ``torch.cuda.Event`` pairs around each forward followed by a synchronize, exactly like the
-official harness; on CPU, ``time.perf_counter``. Memory: on CUDA, ``torch.cuda.max_memory_allocated``; on CPU,
-the peak resident set size of the *whole process* (model, Python, torch and everything else it holds), read
-from the kernel's exact high-water mark where Linux lets us reset it, else sampled every 2 ms by a thread.
+``measure_runtime`` runs the bounded warm-up, then the measured forwards, each timed by ``clocks.time_call``
+(CUDA events or ``perf_counter``) inside one ``peak_memory.track_peak_memory`` block.
 
     >>> x = torch.rand(1, 3, 64, 64)
     >>> spec = RuntimeSpec(device=torch.device("cpu"), input_shape=tuple(x.shape), warmup=1, repeats=5)
@@ -21,30 +17,27 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
-import psutil
 import torch
 
+from sr_bench.clocks import ClockKind, clock_kind, require_cuda, time_call
 from sr_bench.errors import DeviceError, UsageError
+from sr_bench.peak_memory import MemoryKind, track_peak_memory
+from sr_bench.protocols import PROTOCOLS, Protocol, get_protocol
 
 if TYPE_CHECKING:
     from sr_bench.gpu_conditions import GpuGuard
 
-T = TypeVar("T")
-ClockKind = Literal["cuda_event", "perf_counter"]
-MemoryKind = Literal["cuda_max_allocated", "cpu_rss_peak"]
-
 NOISE_WARN = 0.10  # IQR/median above this stores a warning on the measurement
 NOISE_SEVERE = 0.25  # ... and above this the wording says the median is unreliable
+WARMUP_TOLERANCE = 0.05  # two consecutive warm-up forwards within 5% count as "stable"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -74,75 +67,6 @@ def resolve_device(text: str) -> torch.device:
             f"device cuda:{index} does not exist ({count} CUDA device(s) visible): use cuda:0..cuda:{count - 1}"
         )
     return torch.device("cuda", index)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Protocols
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """How one protocol measures runtime, memory and FLOPs; the official ones mirror the challenge harness."""
-
-    name: str
-    description: str
-    warmup: int  # forwards run before measuring (each new input shape gets its own warm-up)
-    warmup_max: int  # warm-up goes on past ``warmup`` until two forwards agree, up to this many ...
-    warmup_budget_s: float  # ... or until this much warm-up time has passed
-    repeats: int  # measured forwards per input (official: one per image)
-    reset_peak_memory: bool  # reset the peak before each measured split (official: never, so splits accumulate)
-    flops_headline: str  # the FLOPs convention shown in tables ("ntire2023" hooks or "fvcore")
-    flops_report_all: bool  # also report every other convention beside the headline
-    forces_eager: bool = True  # named protocols run the model as written: eager, NCHW, fp32
-    dtype: str = "fp32"
-    cudnn_benchmark: bool = False
-
-
-WARMUP_TOLERANCE = 0.05  # two consecutive warm-up forwards within 5% count as "stable"
-
-PROTOCOLS: dict[str, Protocol] = {
-    "robust": Protocol(
-        name="robust",
-        description="srbench default: bounded warm-up per input shape, repeats with median/IQR, memory reset per split",
-        warmup=3,
-        warmup_max=25,
-        warmup_budget_s=5.0,
-        repeats=10,
-        reset_peak_memory=True,
-        flops_headline="fvcore",
-        flops_report_all=True,
-        forces_eager=False,
-    ),
-    "ntire2023": Protocol(
-        name="ntire2023",
-        description="NTIRE 2023 harness: one forward per image, no warm-up, memory never reset, FLOPs by module hooks",
-        warmup=0,
-        warmup_max=0,
-        warmup_budget_s=0.0,
-        repeats=1,
-        reset_peak_memory=False,
-        flops_headline="ntire2023",
-        flops_report_all=False,
-    ),
-    "ntire2024": Protocol(
-        name="ntire2024",
-        description="NTIRE 2024+ harness: one forward per image, no warm-up, memory never reset, FLOPs by fvcore",
-        warmup=0,
-        warmup_max=0,
-        warmup_budget_s=0.0,
-        repeats=1,
-        reset_peak_memory=False,
-        flops_headline="fvcore",
-        flops_report_all=False,
-    ),
-}
-
-
-def get_protocol(name: str) -> Protocol:
-    try:
-        return PROTOCOLS[name]
-    except KeyError:
-        raise UsageError(f"unknown protocol {name!r}: use one of {', '.join(PROTOCOLS)}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -296,36 +220,7 @@ class Measurement:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Clocks
-
-
-def _require_cuda(device: torch.device) -> None:
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceError("CUDA was requested but torch.cuda.is_available() is False: use --device cpu")
-
-
-def time_call(fn: Callable[[], T], device: torch.device) -> tuple[T, float]:
-    """Run ``fn`` once and return (its output, milliseconds) with the right clock for ``device``.
-
-    CUDA: events recorded around the call on the current stream, then a synchronize, so the time is the
-    GPU's (as in the official harness). CPU: ``perf_counter`` around the call.
-    """
-    if device.type == "cuda":
-        _require_cuda(device)
-        with torch.cuda.device(device):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            out = fn()
-            end.record()
-            torch.cuda.synchronize(device)
-        return out, float(start.elapsed_time(end))
-    t0 = time.perf_counter()
-    out = fn()
-    return out, (time.perf_counter() - t0) * 1e3
-
-
-def clock_kind(device: torch.device) -> ClockKind:
-    return "cuda_event" if device.type == "cuda" else "perf_counter"
+# Warm-up
 
 
 def warm_up(
@@ -345,100 +240,6 @@ def warm_up(
             break
         times.append(time_call(fn, device)[1])
     return times
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Peak memory
-
-_MIB = 1024**2
-_CLEAR_REFS = Path("/proc/self/clear_refs")
-_STATUS = Path("/proc/self/status")
-
-
-def _vm_hwm_mib() -> float:
-    match = re.search(r"^VmHWM:\s+(\d+)\s+kB", _STATUS.read_text(), re.MULTILINE)
-    if match is None:
-        raise OSError("VmHWM not in /proc/self/status")
-    return int(match.group(1)) / 1024
-
-
-def _reset_vm_hwm() -> bool:
-    """Reset the kernel's peak-RSS mark for this process (Linux >= 4.0); False where that is not allowed."""
-    try:
-        _CLEAR_REFS.write_text("5")
-        _vm_hwm_mib()
-    except OSError:
-        return False
-    return True
-
-
-class _RssSampler:
-    """Portable fallback: the max RSS seen by a thread polling every ``interval_s`` (can miss short spikes)."""
-
-    def __init__(self, interval_s: float = 0.002) -> None:
-        self._proc = psutil.Process()
-        self._interval = interval_s
-        self._stop = threading.Event()
-        self.peak = self._proc.memory_info().rss
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-
-    def __enter__(self) -> _RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._proc.memory_info().rss)
-
-
-@dataclass
-class PeakMemory:
-    """Filled in by ``track_peak_memory``: the peak (after the block), what was held before, and how it was read."""
-
-    peak_mib: float | None = None
-    baseline_mib: float | None = None
-    kind: MemoryKind = "cpu_rss_peak"
-    method: str = ""
-
-
-@contextmanager
-def track_peak_memory(device: torch.device, reset: bool) -> Iterator[PeakMemory]:
-    """Peak memory over the block; the yielded object's ``peak_mib`` is filled when the block ends.
-
-    CUDA: ``max_memory_allocated``, reset first only when ``reset`` (official protocols never reset, so a later
-    split reports the max over both). CPU: always scoped to the block, since the process's lifetime peak says
-    nothing about this model.
-    """
-    result = PeakMemory()
-    if device.type == "cuda":
-        result.kind, result.method = "cuda_max_allocated", "torch.cuda.max_memory_allocated"
-        if reset:
-            torch.cuda.reset_peak_memory_stats(device)
-        result.baseline_mib = torch.cuda.memory_allocated(device) / _MIB
-        try:  # filled in when the block raises too (an interrupted eval still records its segment's peak)
-            yield result
-        finally:
-            result.peak_mib = torch.cuda.max_memory_allocated(device) / _MIB
-        return
-    result.baseline_mib = psutil.Process().memory_info().rss / _MIB
-    if _reset_vm_hwm():
-        result.method = "process VmHWM (kernel peak RSS, reset before measuring)"
-        try:
-            yield result
-        finally:
-            result.peak_mib = _vm_hwm_mib()
-        return
-    result.method = "process RSS sampled every 2 ms"
-    with _RssSampler() as sampler:
-        try:
-            yield result
-        finally:
-            result.peak_mib = sampler.peak / _MIB
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -495,7 +296,7 @@ def measure_runtime(fn: Callable[[], torch.Tensor], spec: RuntimeSpec, guard: Gp
     them under ``robust``; accumulated since the last reset under official protocols, as the challenge reads it).
     ``guard`` (``sr_bench.gpu_conditions``) watches the GPU during the measured forwards, not the warm-up.
     """
-    _require_cuda(spec.device)
+    require_cuda(spec.device)
     proto = spec.proto
     try:
         with torch.inference_mode(), pinned_threads(spec.threads), cudnn_benchmark(proto.cudnn_benchmark):

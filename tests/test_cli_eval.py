@@ -159,7 +159,7 @@ def test_datasets_pull_from_a_local_server(www: tuple[str, Path], data_dir: Path
          {"DIV2K_valid_LR_bicubic/X4/0801x4.png": (set5 / "LR_bicubic/X4/babyx4.png").read_bytes()})
     official = get_dataset_spec("div2k-valid")
     one_image = replace(official, count=1, archives=tuple(replace(a, images=1) for a in official.archives))
-    monkeypatch.setattr(datasets_mod, "get_dataset_spec", lambda name: one_image)  # read when the command runs
+    monkeypatch.setattr(datasets_mod, "get_dataset_spec", lambda name: one_image)  # the CLI reads it here at run time
     result = run("datasets", "pull", "div2k-valid", "--data-root", tmp_path / "data", "--base-url", url)
     assert result.exit_code == 0, result.output
     assert "div2k-valid: 1 images in" in result.stdout and "DIV2K_valid_LR_bicubic/X4" in result.stdout

@@ -17,12 +17,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from sr_bench.clocks import time_call
 from sr_bench.datasets import custom_dataset
 from sr_bench.evaluate import EvalOptions, evaluate
 from sr_bench.execution import parse_exec, prepare, resolve_exec
 from sr_bench.gpu_conditions import GpuGuard
 from sr_bench.models import CheckpointInfo, LoadedModel
-from sr_bench.timing import RuntimeSpec, measure_runtime, time_call
+from sr_bench.timing import RuntimeSpec, measure_runtime
 from sr_bench.zoo import ModelSpec
 
 pytestmark = pytest.mark.gpu

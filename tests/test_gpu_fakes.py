@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from gpu_fakes import MIB, OWN, STEADY, FakeCuda, FakeNvml
 from sr_bench import cpu_heap
+from sr_bench.clocks import time_call
 from sr_bench.datasets import check_pairs, custom_dataset
 from sr_bench.device_policy import CudaPolicy
 from sr_bench.env import _gpu
@@ -31,7 +32,7 @@ from sr_bench.profile import ProfileRequest, run_profile
 from sr_bench.report import build_table
 from sr_bench.results import gpu_warnings, validate
 from sr_bench.sharding import Ranks, my_share
-from sr_bench.timing import RuntimeSpec, measure_runtime, time_call
+from sr_bench.timing import RuntimeSpec, measure_runtime
 from sr_bench.zoo import ModelSpec
 
 CUDA = torch.device("cuda", 0)

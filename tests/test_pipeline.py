@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from sr_bench import pipeline
-from sr_bench.datasets import CheckedPair, DatasetError, ImagePair, custom_dataset, resolve_dataset
-from sr_bench.errors import ResultsError
+from sr_bench.datasets import CheckedPair, ImagePair, custom_dataset, resolve_dataset
+from sr_bench.errors import DatasetError, ResultsError
 from sr_bench.evaluate import evaluate
 from sr_bench.eval_config import EvalOptions
 from sr_bench.images import PNG_ENCODING, read_rgb_u8, to_uint8

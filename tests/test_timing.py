@@ -1,4 +1,5 @@
-"""sr_bench.timing: device resolution, protocols as data, spec/measurement split, CPU and (faked) CUDA timing."""
+"""sr_bench.timing with its clocks, protocols and peak_memory: device resolution, protocols as data,
+spec/measurement split, warm-up, CPU and (faked) CUDA timing."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from sr_bench import timing
+from sr_bench import peak_memory, timing
+from sr_bench.clocks import time_call
 from sr_bench.errors import DeviceError, UsageError
-from sr_bench.timing import PROTOCOLS, Measurement, RuntimeSpec, measure_runtime, resolve_device, time_call, warm_up
+from sr_bench.protocols import PROTOCOLS
+from sr_bench.timing import Measurement, RuntimeSpec, measure_runtime, resolve_device, warm_up
 
 CPU = torch.device("cpu")
 CUDA = torch.device("cuda", 0)
@@ -197,7 +200,7 @@ def test_cpu_peak_memory_sees_an_allocation_inside_the_forward() -> None:
 
 
 def test_cpu_peak_memory_sampler_fallback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(timing, "_reset_vm_hwm", lambda: False)
+    monkeypatch.setattr(peak_memory, "_reset_vm_hwm", lambda: False)
     spec = RuntimeSpec(device=CPU, input_shape=(1, 3, 4, 4), warmup=0, repeats=1)
     m = measure_runtime(_allocating_fn(64, 0.3), spec)  # held long enough for a loaded machine to sample it
     assert m.memory_method == "process RSS sampled every 2 ms"
@@ -210,7 +213,7 @@ def test_cpu_peak_memory_sampler_fallback(monkeypatch: pytest.MonkeyPatch) -> No
 
 def _scripted_clock(monkeypatch: pytest.MonkeyPatch, times: list[float]) -> list[float]:
     queue = list(times)
-    monkeypatch.setattr(timing, "time_call", lambda fn, device: (fn(), queue.pop(0)))
+    monkeypatch.setattr(timing, "time_call", lambda fn, device: (fn(), queue.pop(0)))  # the name warm_up calls
     return queue
 
 
