@@ -269,14 +269,16 @@ def test_challenge_eval_and_report_with_scores(repo, tmp_path):
     report = run("report", "--results", results, "--test", "none", "--score", "2025", "--baseline", "00_PlainSR",
                  "--format", "txt", "--allow-partial")
     assert report.exit_code == 0, report.stderr
-    rows = {line.split("\t")[0].strip(): line for line in report.stdout.splitlines()[1:] if line.strip()}
+    header, *lines = [[cell.strip() for cell in line.split("\t")] for line in report.stdout.splitlines()
+                      if line.strip()]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in lines}
     assert set(rows) == {"00_PlainSR", "03_CudaSR", "04_KeySR"}
     base_time = evals[0]["runtime_ms"]["mean"]
     for team_id, name in ((0, "00_PlainSR"), (4, "04_KeySR")):
         e, rt = EXPECTED[team_id], evals[team_id]["runtime_ms"]["mean"]
         score = 0.7 * math.exp(2 * rt / base_time) + 0.15 * math.exp(2 * e.flops / EXPECTED[0].flops) \
             + 0.15 * math.exp(2 * e.params / EXPECTED[0].params)
-        assert f"{score:.4f}"[:5] in rows[name], (score, rows[name])
+        assert rows[name]["Score"] == f"{score:.4f}", (score, rows[name])
 
     official = tmp_path / "results.json"
     e0 = EXPECTED[0]
