@@ -225,6 +225,69 @@ def test_challenge_profile_one_record_per_team_and_failed_rows(repo, tmp_path):
     assert forced.exit_code == 0 and len(load_records(results)[0]) == len(EXPECTED) + 1
 
 
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def rendered_table(stdout: str) -> tuple[list[int], dict[str, dict[str, str]]]:
+    """The first rich table in ``stdout``: each column's width (from its top border) and each team's row as
+    {header: cell}, a cell's lines joined by spaces, so text that wrapped or folded over lines reads whole."""
+    lines = stdout.splitlines()
+    top = next(i for i, line in enumerate(lines) if line.startswith("┏"))
+    head_end = next(i for i in range(top, len(lines)) if lines[i].startswith("┡"))
+    bottom = next(i for i in range(head_end, len(lines)) if lines[i].startswith("└"))
+    widths = [len(part) for part in lines[top][1:-1].split("┳")]
+
+    def cells(line: str, bar: str) -> list[str]:
+        return [cell.strip() for cell in line[1:-1].split(bar)]
+
+    header_lines = [cells(line, "┃") for line in lines[top + 1:head_end]]
+    headers = [" ".join(filter(None, column)) for column in zip(*header_lines)]
+    rows: dict[str, list[list[str]]] = {}
+    for line in lines[head_end + 1:bottom]:
+        row = cells(line, "│")
+        if row[0]:  # a team's first line; the lines after it until the next id continue its cells
+            rows[row[0]] = [[] for _ in row]
+        for parts, cell in zip(rows[list(rows)[-1]], row):
+            parts.append(cell)
+    return widths, {team: {h: " ".join(filter(None, parts)) for h, parts in zip(headers, row)}
+                    for team, row in rows.items()}
+
+
+@pytest.mark.parametrize("command", ["profile", "eval"])
+def test_challenge_tables_are_readable_at_80_columns(repo, tmp_path, monkeypatch, command):
+    monkeypatch.setenv("COLUMNS", "80")
+    if command == "profile":
+        result = run("challenge", "profile", repo, "--no-runtime", "--results", tmp_path, "--teams", "0,7,8,9")
+    else:
+        _valid_set(tmp_path / "data", count=1)
+        result = run("challenge", "eval", repo, "--data-dir", tmp_path / "data", "--results", tmp_path,
+                     "--teams", "0,8,9")
+    assert result.exit_code == 0, result.stderr
+    assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+    widths, rows = rendered_table(result.stdout)
+    assert min(widths) >= 3, result.stdout  # one character or more between the borders: no column is empty
+    names = {team.team_id: team.name for team in read_repo(repo).teams}
+    for team_id, excerpt in FAILED.items():
+        warning = next(line for line in result.stderr.splitlines() if line.startswith(f"Warning: team {team_id:02}"))
+        reason = warning.split("): ", 1)[1]
+        assert excerpt in reason
+        row = rows[str(team_id)]
+        assert row["name"] == names[team_id] and row["status"].startswith("failed: ")
+        assert squash(row["status"]) == squash(f"failed: {reason}"), row  # all of it, wrapped, in the row
+    record = {r["challenge"]["team_id"]: r for r in load_records(tmp_path)[0]}
+    assert rows["0"]["name"] == "00_PlainSR" and rows["0"]["status"] == "measured"
+    if command == "profile":
+        assert rows["0"]["Params [M]"] == f"{EXPECTED[0].params / 1e6:.4f}"
+        assert squash(rows["7"]["FLOPs [G]"]) == f"{EXPECTED[7].flops / 1e9:.4f}–{ROUTE_SEED1[1] / 1e9:.4f}"
+        assert "Conv" not in rows["0"] and "runtime ms" not in rows["0"]  # --no-runtime: no times to show
+        assert "Conv,runtimemsleftouttofit80columns" in squash(result.stdout)
+    else:
+        assert rows["0"]["PSNR"] == f"{record[0]['mean']['psnr_rgb']:.2f}"
+        assert rows["0"]["SSIM"] == f"{record[0]['mean']['ssim_rgb']:.4f}"
+        assert "runtimemsleftouttofit80columns" in squash(result.stdout)
+
+
 def test_build_team_restores_everything_on_failure(repo):
     challenge = read_repo(repo)
     with pytest.raises(Exception, match="needs the package 'mamba_ssm'"):
@@ -269,14 +332,16 @@ def test_challenge_eval_and_report_with_scores(repo, tmp_path):
     report = run("report", "--results", results, "--test", "none", "--score", "2025", "--baseline", "00_PlainSR",
                  "--format", "txt", "--allow-partial")
     assert report.exit_code == 0, report.stderr
-    rows = {line.split("\t")[0].strip(): line for line in report.stdout.splitlines()[1:] if line.strip()}
+    header, *lines = [[cell.strip() for cell in line.split("\t")] for line in report.stdout.splitlines()
+                      if line.strip()]
+    rows = {cells[0]: dict(zip(header, cells)) for cells in lines}
     assert set(rows) == {"00_PlainSR", "03_CudaSR", "04_KeySR"}
     base_time = evals[0]["runtime_ms"]["mean"]
     for team_id, name in ((0, "00_PlainSR"), (4, "04_KeySR")):
         e, rt = EXPECTED[team_id], evals[team_id]["runtime_ms"]["mean"]
         score = 0.7 * math.exp(2 * rt / base_time) + 0.15 * math.exp(2 * e.flops / EXPECTED[0].flops) \
             + 0.15 * math.exp(2 * e.params / EXPECTED[0].params)
-        assert f"{score:.4f}"[:5] in rows[name], (score, rows[name])
+        assert rows[name]["Score"] == f"{score:.4f}", (score, rows[name])
 
     official = tmp_path / "results.json"
     e0 = EXPECTED[0]

@@ -12,13 +12,15 @@ Usage::
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Literal, Optional, Union
 
 import typer
+from rich.cells import cell_len
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from sr_bench.challenge.repo import read_repo
 from sr_bench.cli import output
@@ -145,17 +147,96 @@ def eval_cmd(
     outcomes = measure_teams(challenge, entries, device, measure, on_split=output.notice)
     if outcomes is None:  # another rank of a torchrun launch: rank 0 prints the summary
         return
-    table = Table(title=f"{challenge.label}: quality per team (last dataset shown)")
-    for column in ("id", "name", "dataset", "PSNR", "SSIM", "runtime ms", "status"):
-        table.add_column(column, no_wrap=column != "status", overflow="fold")
-    for o in outcomes:
-        rec = o.record or {}
-        mean = rec.get("mean") or {}
-        table.add_row(str(o.entry.team_id), o.name, rec.get("dataset", "-"), _num(mean.get("psnr_rgb"), ".2f"),
-                      _num(mean.get("ssim_rgb"), ".4f"), _num((rec.get("runtime_ms") or {}).get("mean"), ".2f"),
-                      _status(o))
-    output.out.print(table)
+    _render_evals(challenge.label, outcomes)
     _finish(outcomes, "evaluated")
+
+
+_Cell = Union[str, tuple[str, ...]]
+"""A table cell: text, which wraps at spaces, or pieces that share a line when the column is wide enough and
+otherwise take one line each (a range of numbers breaks after its dash, never inside a number)."""
+
+
+@dataclass(frozen=True)
+class _Column:
+    """A result-table column: its alignment, how narrow it may get, and whether a narrow terminal leaves it out.
+
+    ``fold``: text (names, failure reasons) gets at least this width and folds words that are longer; without
+    it a column is never narrower than its longest word or number, so no figure is ever cut. ``drop`` > 0: the
+    column is left out (highest first) when the terminal is too narrow for every column at its narrowest.
+    """
+
+    header: str
+    justify: Literal["left", "right"] = "right"
+    fold: int | None = None
+    drop: int = 0
+
+
+MIN_FOLD = 8  # the narrowest a folding column gets on a terminal too narrow for everything else ("failed:" fits)
+
+
+def _bounds(cell: _Cell) -> tuple[int, int]:
+    """The narrowest and the widest a cell can be shown (its longest word or piece, and its longest line)."""
+    if isinstance(cell, tuple):
+        return max(map(cell_len, cell)), cell_len("".join(cell))
+    return max(map(cell_len, cell.split()), default=1), max(map(cell_len, cell.splitlines()), default=1)
+
+
+def _widths(columns: tuple[_Column, ...], rows: list[tuple[_Cell, ...]], width: int) -> dict[int, int]:
+    """Each shown column's width within ``width``: every column at its narrowest, leaving out columns while even
+    that does not fit (those with nothing but '-' first, then by ``drop``), and as a last resort narrowing folding
+    text further; then from left to right each column that fits whole at its widest, the last column (the status)
+    taking what is left. No cell is ever cut and no column ever shrinks to nothing."""
+    narrow: list[int] = []
+    wide: list[int] = []
+    for i, column in enumerate(columns):
+        least, most = zip(*(_bounds(cell) for cell in (column.header, *(row[i] for row in rows))))
+        wide.append(max(most))
+        narrow.append(min(wide[-1], column.fold) if column.fold else max(least))
+    empty = {i for i in range(len(columns)) if all(row[i] == "-" for row in rows)}
+    widths = {i: narrow[i] for i in range(len(columns))}
+    for i in sorted((i for i in widths if columns[i].drop or i in empty),
+                    key=lambda i: (i not in empty, -columns[i].drop)):
+        if _spare(widths, width) >= 0:
+            break
+        del widths[i]
+    for i in reversed(widths):
+        if columns[i].fold and _spare(widths, width) < 0:
+            widths[i] = max(min(widths[i], MIN_FOLD), widths[i] + _spare(widths, width))
+    *growing, last = widths
+    for i in growing:
+        if wide[i] - widths[i] <= _spare(widths, width):
+            widths[i] = wide[i]
+    widths[last] = min(wide[last], widths[last] + max(0, _spare(widths, width)))
+    return widths
+
+
+def _spare(widths: dict[int, int], width: int) -> int:
+    """What is left of ``width``: each column also takes a border and one space of padding either side."""
+    return width - sum(widths.values()) - 3 * len(widths) - 1
+
+
+def _fit_table(title: str, caption: str | None, columns: tuple[_Column, ...], rows: list[tuple[_Cell, ...]],
+               width: int) -> Table:
+    """A result table readable at ``width`` terminal columns (80 included); left-out columns are named below it."""
+    widths = _widths(columns, rows, width)
+    left_out = [c.header for i, c in enumerate(columns) if i not in widths]
+    if left_out:
+        note = f"{', '.join(left_out)} left out to fit {width} columns (a wider terminal shows them)"
+        caption = f"{caption}; {note}" if caption else note
+    table = Table(title=title, caption=caption)
+    for i, w in widths.items():
+        table.add_column(Text(columns[i].header), justify=columns[i].justify, width=w, overflow="fold")
+    for row in rows:
+        table.add_row(*(Text(_fit(row[i], w)) for i, w in widths.items()))
+    return table
+
+
+def _fit(cell: _Cell, width: int) -> str:
+    """The cell's text in a column ``width`` wide: a piece per line only where the pieces do not fit on one."""
+    if isinstance(cell, str):
+        return cell
+    joined = "".join(cell)
+    return joined if cell_len(joined) <= width else "\n".join(cell)
 
 
 class _TeamProgress:
@@ -182,37 +263,60 @@ def _num(value: object, spec: str) -> str:
     return "-" if not isinstance(value, (int, float)) else format(value, spec)
 
 
-def _count(value: int | None, pair: list | None, unit: float) -> str:
+def _count(value: int | None, pair: list | None, unit: float) -> _Cell:
     """A count in the table's unit, or its range over the two seeded inputs when it depends on the input."""
     if pair and None not in pair and pair[0] != pair[1]:
-        return f"{min(pair) / unit:.4f}–{max(pair) / unit:.4f}"
+        return (f"{min(pair) / unit:.4f}–", f"{max(pair) / unit:.4f}")
     return _num(value / unit if isinstance(value, int) else None, ".4f")
 
 
 def _status(outcome: TeamOutcome) -> str:
+    """The row's status; a failed row carries its reason, so the table alone says why."""
     if outcome.reason is not None:
-        return "failed (reason below)"
+        return f"failed: {outcome.reason}"
     return "kept (earlier record; --force redoes it)" if outcome.skipped else "measured"
 
 
+# A narrow terminal leaves out first what the challenge score does not use (Conv, activations), then the time
+PROFILE_COLUMNS = (
+    _Column("id"), _Column("name", "left", fold=12), _Column("Params [M]"), _Column("FLOPs [G]"),
+    _Column("Acts [M]", drop=2), _Column("Conv", drop=3), _Column("runtime ms", drop=1),
+    _Column("status", "left", fold=24),
+)
+EVAL_COLUMNS = (
+    _Column("id"), _Column("name", "left", fold=12), _Column("dataset", "left", drop=1), _Column("PSNR"),
+    _Column("SSIM"), _Column("runtime ms", drop=2), _Column("status", "left", fold=24),
+)
+
+
 def _render_profiles(outcomes: list[TeamOutcome]) -> None:
-    table = Table(title="challenge profile: one record per team", caption="FLOPs: the year's official convention")
-    for column in ("id", "name", "Params [M]", "FLOPs [G]", "Acts [M]", "Conv", "runtime ms", "status"):
-        table.add_column(column, justify="left" if column in ("name", "status") else "right",
-                         no_wrap=column != "status", overflow="fold")
+    rows = []
     for o in outcomes:
         rec = o.record or {}
         headline = rec.get("flops_headline", "")
         dependent = rec.get("input_dependent") or {}
         rt = rec.get("runtime_ms") or {}
-        table.add_row(
+        rows.append((
             str(o.entry.team_id), o.name,
             _num(rec["params"] / 1e6 if "params" in rec else None, ".4f"),
             _count((rec.get("flops") or {}).get(headline), (dependent.get("flops") or {}).get(headline), 1e9),
             _count(rec.get("activations"), dependent.get("activations"), 1e6),
             str(rec.get("num_conv", "-")), _num(rt.get("median"), ".2f"), _status(o),
-        )
-    output.out.print(table)
+        ))
+    output.out.print(_fit_table("challenge profile: one record per team", "FLOPs: the year's official convention",
+                                PROFILE_COLUMNS, rows, output.out.width))
+
+
+def _render_evals(label: str, outcomes: list[TeamOutcome]) -> None:
+    rows = []
+    for o in outcomes:
+        rec = o.record or {}
+        mean = rec.get("mean") or {}
+        rows.append((str(o.entry.team_id), o.name, rec.get("dataset", "-"), _num(mean.get("psnr_rgb"), ".2f"),
+                     _num(mean.get("ssim_rgb"), ".4f"), _num((rec.get("runtime_ms") or {}).get("mean"), ".2f"),
+                     _status(o)))
+    output.out.print(_fit_table(f"{label}: quality per team (last dataset shown)", None, EVAL_COLUMNS, rows,
+                                output.out.width))
 
 
 def _finish(outcomes: list[TeamOutcome], verb: str) -> None:
