@@ -86,10 +86,15 @@ def status_label(row: dict) -> str:
     return f"built-in ({row['status']})" if row.get("builtin") else row["status"]
 
 
-def checkpoint_label(path: str | Path | None, verified: bool | None) -> str:
-    """:func:`status_label` for a checkpoint a run used (a record's ``checkpoint.path`` / ``verified``)."""
+def checkpoint_label(path: str | Path | None, verified: bool | None, key: str | None = None,
+                     official_key: str | None = None) -> str:
+    """:func:`status_label` for a checkpoint a run used (a record's ``checkpoint`` block); ``verified`` is about the
+    file, so a run that loaded another entry than the official one (``key`` vs ``official_key``) says so."""
     status = CheckpointStatus(Path(path) if path else None, None, verified)
-    return status_label({"status": status_word(status), "builtin": status.builtin})
+    label = status_label({"status": status_word(status), "builtin": status.builtin})
+    if status.path is not None and official_key is not None and key != official_key:
+        label = f"file {label}, entry {key or 'top level'} (official: {official_key})"
+    return label
 
 
 def hash_mismatch_warning(path: Path, actual: str, expected: str) -> str:

@@ -84,6 +84,7 @@ def eval_record(loaded: LoadedModel, dataset: Dataset, device: torch.device, opt
         kind="eval",
         schema_version=SCHEMA_VERSION,
         model=loaded.name,
+        **loaded.model_facts(),  # the network's arguments and source file, beside its checkpoint
         scale=loaded.scale,
         dataset=dataset.name,
         dataset_requested=dataset.requested,

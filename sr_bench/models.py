@@ -48,7 +48,12 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """Which weights a model carries; ``verified`` is None when no official hash exists to compare with."""
+    """Which weights a model carries; ``verified`` is None when no official hash exists to compare with.
+
+    ``verified`` is a fact about the file (its sha256 is the official file's); ``key`` is the entry that was loaded
+    and ``official_key`` the entry the spec names as the official weights, so a verified file loaded through another
+    entry (``--checkpoint-key params`` where ``params_ema`` is official) is not mistaken for the official model.
+    """
 
     path: Path | None
     sha256: str | None
@@ -56,6 +61,7 @@ class CheckpointInfo:
     key: str | None = None
     load: checkpoint_io.LoadReport | None = None  # None: nothing was loaded
     after_load: dict[str, int] = field(default_factory=dict)  # method -> submodules it ran on
+    official_key: str | None = None  # the spec's entry for the official weights (None: the spec names none)
 
     def to_dict(self) -> dict:
         return {
@@ -63,6 +69,7 @@ class CheckpointInfo:
             "sha256": self.sha256,
             "verified": self.verified,
             "key": self.key,
+            "official_key": self.official_key,
             "load": self.load.to_dict() if self.load else None,
             "after_load": dict(self.after_load),
         }
@@ -80,10 +87,23 @@ class LoadedModel:
     notices: list[str] = field(default_factory=list)  # facts worth a line (e.g. random weights)
     warnings: list[str] = field(default_factory=list)  # problems that make numbers unofficial (e.g. hash mismatch)
     shims: dict | None = None  # what the CPU shims for .cuda() did (sr_bench.user_code), None when none ran
+    load: LoadOptions = field(default_factory=LoadOptions)  # how the checkpoint went in (strict, after-load)
+    model_args: dict[str, object] = field(default_factory=dict)  # --model-args (user models; zoo models take none)
+    model_file_sha256: str | None = None  # the user's model file (file.py:Class); None for zoo and plugin models
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def model_args_json(self) -> str:
+        """``model_args`` as canonical JSON (sorted keys), so equal arguments compare equal however they were
+        written; a value JSON cannot hold is written by its ``repr``."""
+        return canonical_json(self.model_args)
+
+    def model_facts(self) -> dict:
+        """The record's ``model_args`` (JSON-safe) and ``model_file_sha256``: with ``checkpoint``, what was built."""
+        return {"model_args": json.loads(self.model_args_json), "model_file_sha256": self.model_file_sha256}
 
     @property
     def pretrained(self) -> bool:
@@ -115,9 +135,11 @@ def resolve_model(
     kwargs = parse_model_args(model_args)
     user = is_user_model(name_or_path)
     target = torch.device(device)
+    source_sha256 = None
     with cpu_cuda_shims(active=None if user and target.type != "cuda" else False) as shims:
         if user:
             spec = user_model_spec(name_or_path, scale, data_range, kwargs)
+            source_sha256 = checkpoint_io.sha256_file(_model_file(name_or_path))  # the code that was imported
         else:
             if name_or_path.endswith(".py"):
                 raise _file_without_class(name_or_path)
@@ -149,7 +171,8 @@ def resolve_model(
     if message := shims.notice(spec.name):
         notices.append(message)
     record = shims.to_dict() if shims.active and (shims.cuda_calls or shims.loads_mapped) else None
-    return LoadedModel(module, spec, scale, spec.data_range, info, notices, warnings, record)
+    return LoadedModel(module, spec, scale, spec.data_range, info, notices, warnings, record, load, kwargs,
+                       source_sha256)
 
 
 def load_model(
@@ -203,7 +226,12 @@ def _load_into(module: nn.Module, spec: ModelSpec, scale: int, path: Path, load:
         verified = digest == ckpt_spec.sha256
         if not verified:
             warnings.append(checkpoint_io.hash_mismatch_warning(path, digest, ckpt_spec.sha256))
-    return CheckpointInfo(path.resolve(), digest, verified, state.key, report, calls)
+    official_key = ckpt_spec.key if ckpt_spec else None
+    if load.checkpoint_key is not None and official_key is not None and state.key != official_key:
+        entry = f"the {state.key!r} entry" if state.key else "the top level"
+        warnings.append(f"{spec.name} x{scale}: --checkpoint-key loaded {entry} of {path}; the official weights "
+                        f"are its {official_key!r} entry, so numbers are not the official model's")
+    return CheckpointInfo(path.resolve(), digest, verified, state.key, report, calls, official_key)
 
 
 def _how_to_get(spec: ModelSpec, scale: int) -> str:
@@ -230,6 +258,16 @@ def parse_model_args(model_args: str | Mapping[str, object] | None) -> dict[str,
     if not isinstance(parsed, dict):
         raise ModelSpecError(f"--model-args must be a JSON object like '{{\"dim\": 48}}', got {model_args!r}")
     return parsed
+
+
+def canonical_json(value: object) -> str:
+    """One spelling of a JSON value: sorted keys, no spaces (what run identities compare)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
+
+
+def _model_file(target: str) -> Path:
+    """The file of ``path/to/file.py:ClassName``."""
+    return Path(target.rpartition(":")[0]).expanduser()
 
 
 def user_model_spec(
@@ -290,8 +328,8 @@ def _init_params(cls: type) -> set[str]:
 
 
 def _import_class(target: str) -> type:
-    file_part, _, class_name = target.rpartition(":")
-    path = Path(file_part).expanduser()
+    class_name = target.rpartition(":")[2]
+    path = _model_file(target)
     if not class_name.isidentifier():
         raise UnknownModelError(f"{class_name!r} is not a class name (expected --model path/to/file.py:ClassName)")
     module = _import_file(path)

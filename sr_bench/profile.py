@@ -117,6 +117,7 @@ def run_profile(
         kind="profile",
         schema_version=SCHEMA_VERSION,
         model=loaded.name,
+        **loaded.model_facts(),  # the network's arguments and source file, beside its checkpoint
         scale=loaded.scale,
         data_range=loaded.data_range,
         input_size=list(request.size),

@@ -104,8 +104,9 @@ class ExecInfo(TypedDict, total=False):
 class CheckpointFacts(TypedDict, total=False):
     path: str | None
     sha256: str | None
-    verified: bool | None
+    verified: bool | None  # the file's sha256 is the official file's (which entry was loaded: key vs official_key)
     key: str | None
+    official_key: str | None  # the entry the spec names as the official weights (None: it names none)
     load: dict[str, Any] | None  # strict, missing, unexpected, first_missing, first_unexpected (None: nothing loaded)
     after_load: dict[str, int]  # --after-load method -> submodules it ran on
 
@@ -143,6 +144,8 @@ class _Record(TypedDict, total=False):
     created: str  # ISO-8601, UTC
     id: str  # uuid4 hex
     model: Required[str]
+    model_args: dict[str, Any]  # --model-args of a user model ({} for zoo models)
+    model_file_sha256: str | None  # the user's model file (file.py:Class); None for zoo and plugin models
     scale: Required[int]
     data_range: Number
     device: str

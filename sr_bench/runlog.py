@@ -1,9 +1,10 @@
 """The per-image JSONL run log of an eval: what is finished, so an interrupted run can ``--resume``.
 
 A log lives at ``<results>/runs/<key>.jsonl``. The key (:func:`run_key`) is a readable prefix plus a digest of
-the run's identity (:func:`run_identity`): everything that changes a number (model, checkpoint sha256, scale,
-data range, dataset folders and image list, exec mode and threads, protocol, tile, device type), so two runs
-that would compute different numbers never share a log. While a run owns its log it holds an exclusive lock
+the run's identity (:func:`run_identity`): everything that changes a number (model, checkpoint sha256 and the entry
+loaded from it, strict or not, after-load methods, model arguments and the user's model file, scale, data range,
+dataset folders and image list, exec mode and threads, protocol, tile, device type), so two runs that would compute
+different numbers never share a log. While a run owns its log it holds an exclusive lock
 (``fcntl.flock`` on ``<key>.lock``, which names the owner's pid), so a second run with the same key stops at
 once instead of interleaving its rows with the first one's.
 
@@ -60,8 +61,8 @@ class RunLog:
                 old_header, rows, segments = _read_log(path)
                 if old_header is not None and old_header.get("identity") != header.get("identity"):
                     raise ResultsError(
-                        f"cannot resume from {path}: its header describes another run (checkpoint, data, exec mode "
-                        "or tiling); drop --resume to start over"
+                        f"cannot resume from {path}: its header describes another run (model, checkpoint, loading, "
+                        "data, exec mode or tiling); drop --resume to start over"
                     )
             lines = [header, *segments, *rows.values()]
             try:
@@ -165,11 +166,20 @@ def run_identity(loaded: LoadedModel, dataset: Dataset, protocol: str, mode: Exe
     """Everything that changes a number of this run; two runs share a log (and may resume) only when it matches.
 
     The image list is the set's pairs (names, files, sizes) before ``--limit``, so a longer run resumes a shorter
-    one, but a file that was replaced, added or removed starts a new log.
+    one, but a file that was replaced, added or removed starts a new log. The weights are the checkpoint file's
+    sha256 plus how they went in: the entry actually loaded (``--checkpoint-key``), strict or not, the
+    ``--after-load`` methods in order. The network is the zoo model's name (its code is srbench's own) or, for
+    ``file.py:Class``, the sha256 of that file and the canonical ``--model-args`` (modules the file imports are not
+    hashed).
     """
     return {
         "model": loaded.name,
+        "model_file_sha256": loaded.model_file_sha256,
+        "model_args": loaded.model_args_json,
         "checkpoint_sha256": loaded.checkpoint.sha256,
+        "checkpoint_key": loaded.checkpoint.key,
+        "strict": loaded.load.strict,
+        "after_load": list(loaded.load.after_load),
         "scale": loaded.scale,
         "data_range": loaded.data_range,
         "dataset": dataset.name,

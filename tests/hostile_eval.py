@@ -1,7 +1,7 @@
 """Hostile eval runs (issue 10 items 1, 6, 12): concurrent runs into one results folder, resumed peak memory, Ctrl-C.
 
 Each test failed before its fix: two runs with the same key shared (and corrupted) one run log, a run of another
-checkpoint or exec mode resumed a log it did not write, a resume reported only its own process's peak memory, and
+checkpoint, checkpoint entry, loading option, model argument, model file or exec mode resumed a log it did not write, a resume reported only its own process's peak memory, and
 a Ctrl-C while the finisher thread was inside torch aborted the process (exit 134).
 """
 
@@ -23,6 +23,7 @@ from sr_bench.datasets import custom_dataset, resolve_dataset
 from sr_bench.errors import ResultsError
 from sr_bench.eval_config import EvalOptions
 from sr_bench.evaluate import EvalEvent, evaluate
+from sr_bench.models import LoadOptions
 from test_evaluate import Bicubicish, CtrlC, _loaded, _log_rows, _options
 
 CPU = torch.device("cpu")
@@ -65,9 +66,10 @@ def test_a_second_run_with_the_same_key_stops_at_once_naming_the_owner(tmp_path:
 def _variant(tmp_path: Path, change: str) -> tuple[object, EvalOptions]:
     """A run that differs from the base run in one thing that changes a number."""
     options = _options(tmp_path, limit=1)
-    loaded = _loaded(sha="a" * 64)
+    loaded = replace(_loaded(sha="a" * 64), model_args={"gain": 1.0}, model_file_sha256="c" * 64)
+    loaded = replace(loaded, checkpoint=replace(loaded.checkpoint, key="params_ema"))
     if change == "checkpoint":
-        loaded = _loaded(sha="b" * 64)
+        loaded = replace(loaded, checkpoint=replace(loaded.checkpoint, sha256="b" * 64))
     elif change == "data_range":
         loaded = replace(loaded, data_range=255.0)
     elif change == "exec":
@@ -80,10 +82,21 @@ def _variant(tmp_path: Path, change: str) -> tuple[object, EvalOptions]:
         options = replace(options, tile=48, tile_overlap=8)
     elif change == "overlap":
         options = replace(options, tile=48, tile_overlap=4)
+    elif change == "checkpoint_key":  # another entry of the same file (params where params_ema is the default)
+        loaded = replace(loaded, checkpoint=replace(loaded.checkpoint, key="params"))
+    elif change == "strict":
+        loaded = replace(loaded, load=LoadOptions(strict=False))
+    elif change == "after_load":
+        loaded = replace(loaded, load=LoadOptions(after_load=("switch_deploy",)))
+    elif change == "model_args":
+        loaded = replace(loaded, model_args={"gain": 0.5})
+    elif change == "model_file":  # the user's file.py was edited between the runs
+        loaded = replace(loaded, model_file_sha256="d" * 64)
     return loaded, options
 
 
-@pytest.mark.parametrize("change", ["checkpoint", "data_range", "exec", "protocol", "threads", "tile", "overlap"])
+@pytest.mark.parametrize("change", ["checkpoint", "data_range", "exec", "protocol", "threads", "tile", "overlap",
+                                    "checkpoint_key", "strict", "after_load", "model_args", "model_file"])
 def test_the_run_log_key_covers_what_changes_a_number(change: str, tmp_path: Path, data_dir: Path) -> None:
     ds = resolve_dataset("set5", data_dir, 4)
     base, base_options = _variant(tmp_path, "")
@@ -93,6 +106,15 @@ def test_the_run_log_key_covers_what_changes_a_number(change: str, tmp_path: Pat
     loaded, options = _variant(tmp_path, change)
     second = evaluate(loaded, ds, CPU, replace(options, resume=True)).record  # type: ignore[arg-type]
     assert second["run_log"] != first and second["resumed"] is False
+
+
+def test_the_same_model_args_in_another_order_resume(tmp_path: Path, data_dir: Path) -> None:
+    ds = resolve_dataset("set5", data_dir, 4)
+    first = evaluate(replace(_loaded(), model_args={"a": 1, "b": 2}), ds, CPU, _options(tmp_path, limit=1)).record
+    again = evaluate(replace(_loaded(), model_args={"b": 2, "a": 1}), ds, CPU,
+                     _options(tmp_path, limit=1, resume=True)).record
+    assert again["resumed"] is True and again["run_log"] == first["run_log"]
+    assert again["model_args"] == first["model_args"] == {"a": 1, "b": 2}
 
 
 def test_the_key_covers_the_image_list(tmp_path: Path, data_dir: Path) -> None:

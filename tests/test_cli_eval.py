@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import http.server
 import io
 import json
@@ -15,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from conftest import require_dataset
@@ -82,6 +84,72 @@ def test_eval_resume_through_the_cli(env: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     record = json.loads(out.read_text())
     assert record["resumed"] is True and [r["name"] for r in record["images"]] == ["baby", "bird"]
+
+
+def _flat(text: str) -> str:
+    return " ".join(text.split())  # rich wraps long lines
+
+
+def test_a_resume_with_another_checkpoint_key_starts_over_and_equals_a_clean_run(env: Path, tmp_path: Path) -> None:
+    """The reviewer's case: after a params_ema run, --checkpoint-key params --resume reused its images (exit 0)."""
+    base = ["eval", "-m", "lgvan", "--dataset", "set5", "--exec", "eager", *FAST]
+    first, mixed, clean = tmp_path / "first.json", tmp_path / "mixed.json", tmp_path / "clean.json"
+    assert run(*base, "--results", env, "--json", first).exit_code == 0
+    result = run(*base, "--checkpoint-key", "params", "--resume", "--results", env, "--json", mixed, width=200)
+    assert result.exit_code == 0, result.output
+    assert "--resume: no finished image of this run in" in _flat(result.stderr)
+    assert "the official weights are its 'params_ema' entry" in _flat(result.stderr)
+    assert run(*base, "--checkpoint-key", "params", "--results", tmp_path / "other", "--json", clean).exit_code == 0
+    first_rec, mixed_rec, clean_rec = (json.loads(p.read_text()) for p in (first, mixed, clean))
+    assert mixed_rec["resumed"] is False and mixed_rec["run_log"] != first_rec["run_log"]
+    assert (first_rec["checkpoint"]["key"], mixed_rec["checkpoint"]["key"]) == ("params_ema", "params")
+    assert mixed_rec["checkpoint"]["official_key"] == "params_ema"
+    metrics = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y")
+    assert [[r[k] for k in metrics] for r in mixed_rec["images"]] == [[r[k] for k in metrics] for r in clean_rec["images"]]
+    assert mixed_rec["images"][0]["psnr_rgb"] != first_rec["images"][0]["psnr_rgb"]  # the two entries differ
+
+
+GAIN_NET = """
+import torch
+from torch import nn
+
+
+class Gain(nn.Module):
+    def __init__(self, scale=4, gain=1.0):
+        super().__init__()
+        self.scale, self.gain = scale, gain
+        self.w = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        up = nn.functional.interpolate(x, scale_factor=self.scale, mode="bilinear", align_corners=False)
+        return up * self.w * self.gain
+"""
+
+
+def test_a_resume_with_other_model_args_or_an_edited_model_file_starts_over(env: Path, tmp_path: Path) -> None:
+    net = tmp_path / "um.py"
+    net.write_text(GAIN_NET)
+    weights = tmp_path / "gain.pth"
+    torch.save({"w": torch.ones(1)}, weights)
+    base = ["eval", "-m", f"{net}:Gain", "--weights", weights, "--dataset", "set5", "--exec", "eager", *FAST,
+            "--results", env]
+
+    def record(*extra: object) -> dict:
+        out = tmp_path / "r.json"
+        result = run(*base, *extra, "--json", out)
+        assert result.exit_code == 0, result.output
+        return json.loads(out.read_text())
+
+    first = record("--model-args", '{"gain": 1}')
+    assert first["model_args"] == {"gain": 1}
+    assert first["model_file_sha256"] == hashlib.sha256(net.read_bytes()).hexdigest()
+    half = record("--model-args", '{"gain": 0.5}', "--resume")
+    assert half["resumed"] is False and half["images"][0]["psnr_rgb"] < first["images"][0]["psnr_rgb"]
+    net.write_text(GAIN_NET.replace("* self.gain", "* self.gain * 0.5"))
+    edited = record("--model-args", '{"gain": 1}', "--resume")
+    assert edited["resumed"] is False and edited["model_file_sha256"] != first["model_file_sha256"]
+    assert edited["images"][0]["psnr_rgb"] == half["images"][0]["psnr_rgb"]
+    assert record("--model-args", '{"gain": 1}', "--resume")["resumed"] is True  # the same run again does resume
 
 
 def test_eval_without_model_runs_every_model_with_a_checkpoint(env: Path, weights_dir: Path, tmp_path: Path,

@@ -18,6 +18,7 @@ from hostile_eval import (  # noqa: F401 - collected by pytest from this module
     test_ctrl_c_while_the_finisher_is_inside_torch_exits_130,
     test_the_key_covers_the_image_list,
     test_the_run_log_key_covers_what_changes_a_number,
+    test_the_same_model_args_in_another_order_resume,
 )
 from hostile_images import (  # noqa: F401 - collected by pytest from this module
     bomb_set,
@@ -69,6 +70,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
     1: (
         "test_a_second_run_with_the_same_key_stops_at_once_naming_the_owner",
         "test_the_run_log_key_covers_what_changes_a_number",
+        "test_the_same_model_args_in_another_order_resume",
         "test_the_key_covers_the_image_list",
         "test_a_run_of_another_checkpoint_never_resumes_or_touches_the_first_log",
     ),

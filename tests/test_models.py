@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 import torch
 
+from sr_bench.checkpoint_files import checkpoint_label
 from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError
-from sr_bench.models import check_output_shape, is_user_model, load_model, parse_model_args, resolve_model
+from sr_bench.models import (
+    LoadOptions,
+    check_output_shape,
+    is_user_model,
+    load_model,
+    parse_model_args,
+    resolve_model,
+)
 from sr_bench.user_code import ModelFault
 from sr_bench.zoo import ModelSpec, get_spec, list_models, registry
 
@@ -151,6 +160,38 @@ def test_user_model_loads_weights_strictly(tmp_path):
     assert again.notices == []
     with pytest.raises(CheckpointError, match=r"does not fit .*TinyNet x2: .*shape mismatches \(e\.g\. head\.weight \(8, 3, 3, 3\) vs \(16, 3, 3, 3\)"):
         resolve_model(TINY, scale=2, weights=path)
+
+
+def test_user_model_carries_its_arguments_and_the_hash_of_its_file(tmp_path):
+    """What the run log's key and the records say about the network: an edited file is another model."""
+    path = tmp_path / "net.py"
+    path.write_text(USER_FILE.read_text())
+    first = resolve_model(f"{path}:TinyNet", scale=2, model_args='{"channels": 8}')
+    assert first.model_args == {"channels": 8} and first.load == LoadOptions()
+    assert first.model_file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert first.model_facts() == {"model_args": {"channels": 8}, "model_file_sha256": first.model_file_sha256}
+    path.write_text(USER_FILE.read_text() + "\n# edited\n")
+    assert resolve_model(f"{path}:TinyNet", scale=2).model_file_sha256 != first.model_file_sha256
+    zoo = resolve_model("rfdn")
+    assert (zoo.model_args, zoo.model_file_sha256) == ({}, None)
+
+
+def test_a_checkpoint_key_other_than_the_official_entry_is_a_warning(weights_dir, monkeypatch):
+    """A verified file loaded through another entry is not the official model: the record says which entry."""
+    monkeypatch.setenv("SRBENCH_WEIGHTS", str(weights_dir))
+    official = resolve_model("lgvan")
+    assert (official.checkpoint.key, official.checkpoint.official_key) == ("params_ema", "params_ema")
+    assert official.warnings == []
+    other = resolve_model("lgvan", load=LoadOptions(checkpoint_key="params"))
+    info = other.checkpoint
+    assert (info.verified, info.key, info.official_key) == (official.checkpoint.verified, "params", "params_ema")
+    assert info.to_dict()["official_key"] == "params_ema"
+    assert other.warnings == [f"lgvan x4: --checkpoint-key loaded the 'params' entry of {info.path}; the official "
+                              "weights are its 'params_ema' entry, so numbers are not the official model's"]
+    label = checkpoint_label(info.path, info.verified, info.key, info.official_key)
+    assert label == f"file {checkpoint_label(info.path, info.verified)}, entry params (official: params_ema)"
+    assert checkpoint_label(info.path, info.verified, "params_ema", "params_ema") == \
+        checkpoint_label(info.path, info.verified)
 
 
 def test_check_output_shape():

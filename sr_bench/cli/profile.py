@@ -170,8 +170,8 @@ def _render(result: ProfileResult) -> None:
         table.add_row("Peak memory", "-" if peak is None else f"{peak:.2f} MiB", MEMORY_KINDS.get(memory.get("kind", ""), ""))
     table.add_row("Threads", str(rec["exec"].get("threads") or "-"), f"CPU: {rec['env'].get('cpu_model') or '?'}")
     ckpt = rec["checkpoint"]
-    table.add_row("Checkpoint", checkpoint_label(ckpt["path"], ckpt["verified"]),
-                  escape(ckpt["path"] or "none found: random weights"))
+    label = checkpoint_label(ckpt["path"], ckpt["verified"], ckpt.get("key"), ckpt.get("official_key"))
+    table.add_row("Checkpoint", label, escape(ckpt["path"] or "none found: random weights"))
     output.out.print(table)
     if result.complexity.by_layer:
         _render_layers(result)
