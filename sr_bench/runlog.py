@@ -26,6 +26,7 @@ from typing import TextIO
 
 import torch
 
+import sr_bench
 from sr_bench.datasets import Dataset
 from sr_bench.errors import ResultsError, SrBenchError
 from sr_bench.execution import ExecMode
@@ -170,9 +171,11 @@ def run_identity(loaded: LoadedModel, dataset: Dataset, protocol: str, mode: Exe
     sha256 plus how they went in: the entry actually loaded (``--checkpoint-key``), strict or not, the
     ``--after-load`` methods in order. The network is the zoo model's name (its code is srbench's own) or, for
     ``file.py:Class``, the sha256 of that file and the canonical ``--model-args`` (modules the file imports are not
-    hashed).
+    hashed). srbench's own version is part of it too: its metrics, pipeline or zoo code may change between
+    versions, so an upgraded srbench starts a new log instead of finishing an older version's run.
     """
     return {
+        "srbench": sr_bench.__version__,
         "model": loaded.name,
         "model_file_sha256": loaded.model_file_sha256,
         "model_args": loaded.model_args_json,

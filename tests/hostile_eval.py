@@ -19,6 +19,7 @@ import pytest
 import torch
 from torch import Tensor
 
+import sr_bench
 from sr_bench.datasets import custom_dataset, resolve_dataset
 from sr_bench.errors import ResultsError
 from sr_bench.eval_config import EvalOptions
@@ -104,6 +105,16 @@ def test_the_run_log_key_covers_what_changes_a_number(change: str, tmp_path: Pat
         base_options = replace(base_options, tile=48, tile_overlap=8)
     first = evaluate(base, ds, CPU, base_options).record["run_log"]  # type: ignore[arg-type]
     loaded, options = _variant(tmp_path, change)
+    second = evaluate(loaded, ds, CPU, replace(options, resume=True)).record  # type: ignore[arg-type]
+    assert second["run_log"] != first and second["resumed"] is False
+
+
+def test_another_srbench_version_does_not_resume(tmp_path: Path, data_dir: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    ds = resolve_dataset("set5", data_dir, 4)
+    loaded, options = _variant(tmp_path, "")
+    first = evaluate(loaded, ds, CPU, options).record["run_log"]  # type: ignore[arg-type]
+    monkeypatch.setattr(sr_bench, "__version__", "99.0.0")
     second = evaluate(loaded, ds, CPU, replace(options, resume=True)).record  # type: ignore[arg-type]
     assert second["run_log"] != first and second["resumed"] is False
 
