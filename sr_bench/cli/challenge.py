@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.table import Table
 
 from sr_bench.challenge.repo import read_repo
@@ -162,8 +162,8 @@ class _TeamProgress:
     """A progress bar over teams, on stderr."""
 
     def __init__(self, total: int, verb: str) -> None:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  console=output.err, transient=True)
+        self._progress = output.progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                         transient=True)
         self._task = self._progress.add_task(f"{verb} teams", total=total)
 
     def __enter__(self) -> _TeamProgress:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from rich.markup import escape
 from rich.table import Table
 
@@ -133,16 +133,15 @@ def eval_cmd(
 
 
 class _ProgressView:
-    """A rich progress bar per (model, dataset) on stderr, with ETA and the running mean PSNR."""
+    """A rich progress bar per (model, dataset) on stderr (a terminal only), with ETA and the running mean PSNR."""
 
     def __init__(self) -> None:
-        self._progress = Progress(
+        self._progress = output.progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[psnr]}"),
             TimeRemainingColumn(),
-            console=output.err,
             transient=False,
         )
         self._task: TaskID | None = None
