@@ -1,4 +1,4 @@
-"""Hostile inputs to report, pairing, upscale and profile (issue 10 items 2-profile, 3, 4, 5, 7, 13, 17, 18).
+"""Hostile inputs to report, pairing, upscale and profile (issue 10 items 2-profile/upscale, 3, 4, 5, 7, 13, 17, 18).
 
 Each test failed before its fix: the wrong number came out with exit 0, or the failure was blamed on srbench.
 """
@@ -198,6 +198,21 @@ def test_upscale_refuses_two_inputs_with_one_output_name(tmp_path: Path) -> None
     result = run("upscale", "--model", "rfdn", *images, "-o", tmp_path / "out", "--device", "cpu")
     assert "would both be written" in error_line(result)
     assert not (tmp_path / "out").exists()
+
+
+def test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png(nets: Path, tmp_path: Path) -> None:
+    """The clamp in to_uint8 would turn NaN into a plausible PNG and exit 0: the raw output is checked first."""
+    model = f"{nets}:NaNNet"
+    torch.save(resolve_model(model, scale=2, device=CPU).module.state_dict(), tmp_path / "nan.pth")
+    images = [tmp_path / "a.png", tmp_path / "b.png"]
+    for image in images:
+        write_png(image, np.full((8, 8, 3), 100, np.uint8))
+    result = run("upscale", "--model", model, "--scale", "2", "--weights", tmp_path / "nan.pth", *images,
+                 "-o", tmp_path / "out", "--device", "cpu", "--threads", "1")
+    line = error_line(result)
+    assert line.startswith(f"Error: {model} gave a non-finite output for {images[0]}: 768 of 768 values are NaN/Inf")
+    assert line.endswith("; fix the model; no PNG was written for it")
+    assert list((tmp_path / "out").glob("*")) == []  # nothing written, not even a temporary file
 
 
 # ------------------------------------------------- item 17 and 2: out of memory and NaN output in profile

@@ -62,6 +62,7 @@ from hostile_records import (  # noqa: F401 - collected by pytest from this modu
     test_threads_beyond_the_cores_are_capped_and_recorded,
     test_two_lr_candidates_for_one_hr_is_an_error_naming_both,
     test_upscale_refuses_two_inputs_with_one_output_name,
+    test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png,
     two_sizes,
 )
 
@@ -78,6 +79,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
         "test_eval_cli_with_nan_weights_is_one_line",
         "test_a_checkpoint_with_non_finite_weights_is_a_warning_naming_the_tensor",
         "test_profile_warns_when_the_output_is_not_finite",
+        "test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png",
     ),
     3: (
         "test_report_takes_complexity_from_256_profiles_and_names_the_others",
