@@ -49,6 +49,20 @@ class NaNNet(Net):
         return super().forward(x) * float("nan")
 
 
+class NaNWhenLarge(Net):
+    """Finite on the tiny shape check, NaN from 32x32 up (as an overflow that only large inputs reach)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if x.shape[-1] >= 32 else out
+
+
+class NaNWhenTiny(Net):
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if x.shape[-1] < 32 else out
+
+
 class Greedy(Net):
     """Fine on the tiny shape check, out of memory on anything larger (as a model at a huge --size)."""
 
@@ -232,6 +246,17 @@ def test_profile_warns_when_the_output_is_not_finite(nets: Path) -> None:
     clean = run_profile(healthy, ProfileRequest(device=CPU, size=(32, 32), runtime=False, threads=1)).record
     assert not any("non-finite" in w for w in clean["warnings"])
     assert validate(clean) is None  # what profile builds is a valid record
+
+
+@pytest.mark.parametrize(("name", "warned"), [("NaNWhenLarge", True), ("NaNWhenTiny", False)])
+def test_profile_checks_the_output_at_the_profiled_size(nets: Path, name: str, warned: bool) -> None:
+    """The warning is about the input whose numbers are reported, not the tiny shape check's."""
+    loaded = resolve_model(f"{nets}:{name}", scale=2, device=CPU)
+    record = run_profile(loaded, ProfileRequest(device=CPU, size=(32, 40), runtime=False, threads=1)).record
+    warnings = [w for w in record["warnings"] if "non-finite" in w]
+    assert warnings == ([f"{nets}:{name}: the output on a synthetic 1×3×32×40 input has 15,360 non-finite value(s) "
+                         "(NaN/Inf) of 15,360: the weights or the model are broken, so these numbers are not those of "
+                         "a working model"] if warned else [])
 
 
 # -------------------------------------------------------------------------- item 18: --threads capped

@@ -55,6 +55,7 @@ from hostile_records import (  # noqa: F401 - collected by pytest from this modu
     test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked,
     test_only_partial_evals_leave_cells_empty_unless_allowed,
     test_out_of_memory_while_counting_is_the_oom_error_with_its_size_hint,
+    test_profile_checks_the_output_at_the_profiled_size,
     test_profile_warns_when_the_output_is_not_finite,
     test_report_size_option_picks_the_other_profiles,
     test_report_skips_a_record_with_a_list_or_dict_identity,
@@ -79,6 +80,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
         "test_eval_cli_with_nan_weights_is_one_line",
         "test_a_checkpoint_with_non_finite_weights_is_a_warning_naming_the_tensor",
         "test_profile_warns_when_the_output_is_not_finite",
+        "test_profile_checks_the_output_at_the_profiled_size",
         "test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png",
     ),
     3: (
