@@ -25,6 +25,7 @@ from hostile_images import (  # noqa: F401 - collected by pytest from this modul
     test_a_dataset_with_sixteen_bit_images_gets_one_warning,
     test_a_decompression_bomb_is_a_named_bad_image,
     test_a_model_returning_nan_fails_that_image_like_a_bad_one,
+    test_a_skipped_nan_image_is_warned_once_with_its_reason,
     test_an_image_too_large_for_memory_is_an_error_that_suggests_a_tile,
     test_estimate_grows_with_the_pixels_and_never_touches_the_model,
     test_eval_cli_with_nan_weights_is_one_line,
@@ -77,6 +78,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
     2: (
         "test_non_finite_weights_stop_the_eval_naming_image_and_model",
         "test_a_model_returning_nan_fails_that_image_like_a_bad_one",
+        "test_a_skipped_nan_image_is_warned_once_with_its_reason",
         "test_eval_cli_with_nan_weights_is_one_line",
         "test_a_checkpoint_with_non_finite_weights_is_a_warning_naming_the_tensor",
         "test_profile_warns_when_the_output_is_not_finite",
