@@ -159,6 +159,19 @@ def test_only_partial_evals_leave_cells_empty_unless_allowed(tmp_path: Path) -> 
     assert row.startswith("| lgvan | 29.00 |") and row.endswith("| val 2/5 images; val tiled 48, overlap 32 |")
 
 
+def test_a_score_against_a_partial_baseline_says_so_and_how_to_allow_it(tmp_path: Path) -> None:
+    write_record(profile_record("lgvan", 9_036_601_472, [256, 256], "2026-01-01T00:00:00+00:00"), tmp_path)
+    write_record(eval_record("lgvan", 29.0, 2, "2026-01-02T00:00:00+00:00"), tmp_path)
+    base = ("report", "--results", tmp_path, "--val", VAL, "--test", "none", "--score", "2025", "--baseline", "lgvan")
+    line = error_line(run(*base))
+    assert line == ("Error: baseline 'lgvan' has no val_time_ms to score against: its eval record is partial on set5 "
+                    "(2/5 images); re-run its eval on the whole set, or pass --allow-partial to score against the "
+                    "partial one")
+    allowed = run(*base, "--allow-partial", "-f", "json")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)["rows"][0]["score"] == pytest.approx(np.exp(2.0))
+
+
 def test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked(tmp_path: Path) -> None:
     write_record(eval_record("lgvan", 30.1, 5, "2026-01-01T00:00:00+00:00", tile={"size": 256, "overlap": 32}),
                  tmp_path)

@@ -51,6 +51,7 @@ from hostile_models import (  # noqa: F401 - collected by pytest from this modul
 from hostile_records import (  # noqa: F401 - collected by pytest from this module
     nets,
     test_a_newer_partial_tiled_eval_does_not_replace_the_full_one,
+    test_a_score_against_a_partial_baseline_says_so_and_how_to_allow_it,
     test_an_eval_record_validates_and_reads_back,
     test_batched_profile_is_another_size,
     test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked,
@@ -94,6 +95,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
         "test_a_newer_partial_tiled_eval_does_not_replace_the_full_one",
         "test_only_partial_evals_leave_cells_empty_unless_allowed",
         "test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked",
+        "test_a_score_against_a_partial_baseline_says_so_and_how_to_allow_it",
     ),
     5: (
         "test_two_lr_candidates_for_one_hr_is_an_error_naming_both",
