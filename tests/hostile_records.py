@@ -197,6 +197,23 @@ def test_report_skips_a_record_with_a_list_or_dict_identity(tmp_path: Path, fiel
     assert result.stderr.startswith(f"Warning: skipped eval/hostile.json: field '{field}' is ")
 
 
+def test_report_skips_an_eval_record_with_a_nan_metric_naming_it(tmp_path: Path) -> None:
+    """A NaN mean used to render as an empty cell with no word: the record is refused on load like other bad ones."""
+    write_record(eval_record("lgvan", 30.27, 5, "2026-01-01T00:00:00+00:00"), tmp_path)
+    write_record(eval_record("rfdn", float("nan"), 5, "2026-01-02T00:00:00+00:00"), tmp_path)
+    result = run("report", "--results", tmp_path, "--val", VAL, "--test", "none", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    assert "lgvan" in result.stdout and "rfdn" not in result.stdout
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("Warning: skipped eval/rfdn-x4-set5-") and warning.endswith(
+        ": field 'mean.psnr_rgb' is NaN (the model's output was not finite); fix or delete the file, or re-run the "
+        "command that made it")
+    image_nan = {**eval_record("lgvan", 30.27, 2, "2026-01-01T00:00:00+00:00"), "schema_version": 2}
+    image_nan["images"][1]["ssim_y"] = float("nan")
+    assert validate(image_nan) == "field 'images[1].ssim_y' is NaN (the model's output was not finite)"
+    assert validate({**image_nan, "mean": {"psnr_rgb": float("inf")}, "images": []}) is None  # identical images
+
+
 # ------------------------------------------------------------------------ item 5: ambiguous LR pairing
 
 

@@ -61,6 +61,7 @@ from hostile_records import (  # noqa: F401 - collected by pytest from this modu
     test_profile_warns_when_the_output_is_not_finite,
     test_report_size_option_picks_the_other_profiles,
     test_report_skips_a_record_with_a_list_or_dict_identity,
+    test_report_skips_an_eval_record_with_a_nan_metric_naming_it,
     test_report_takes_complexity_from_256_profiles_and_names_the_others,
     test_threads_beyond_the_cores_are_capped_and_recorded,
     test_two_lr_candidates_for_one_hr_is_an_error_naming_both,
@@ -85,6 +86,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
         "test_profile_warns_when_the_output_is_not_finite",
         "test_profile_checks_the_output_at_the_profiled_size",
         "test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png",
+        "test_report_skips_an_eval_record_with_a_nan_metric_naming_it",
     ),
     3: (
         "test_report_takes_complexity_from_256_profiles_and_names_the_others",
