@@ -67,6 +67,7 @@ class EvalEvent:
     message: str = ""  # the notice, or the image name
     psnr: float | None = None  # this image's PSNR RGB
     mean_psnr: float | None = None  # running mean PSNR RGB over the finished images
+    reason: str = ""  # why a skipped image was skipped (unreadable, non-finite output, ...), as its record says
 
 
 ProgressFn = Callable[[EvalEvent], None]
@@ -198,9 +199,10 @@ def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, optio
         todo = [c for c in checked_pairs if c.pair.name not in log.rows]
         total = len(checked_pairs)
 
-        def emit(kind: EventKind, name: str = "", psnr: float | None = None) -> None:
+        def emit(kind: EventKind, name: str = "", psnr: float | None = None, reason: str = "") -> None:
             done = len(state.rows) + len(state.bad) - len(bad)
-            notify(EvalEvent(kind, loaded.name, dataset.name, done, total, name, psnr, _running_mean(state.rows)))
+            notify(EvalEvent(kind, loaded.name, dataset.name, done, total, name, psnr, _running_mean(state.rows),
+                             reason))
 
         if options.resume and not log.rows:
             notify(EvalEvent("notice", loaded.name, dataset.name, message=(
@@ -245,7 +247,7 @@ def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, optio
                         for item in prefetch:
                             if isinstance(item, Failed):
                                 _skip_or_raise(item, options, state)
-                                emit("skip", item.checked.pair.name)
+                                emit("skip", item.checked.pair.name, reason=state.bad[-1].error)
                                 continue
                             try:
                                 _one_image(item, loaded, forward, options, state, finisher, policy)
@@ -254,7 +256,7 @@ def run_share(loaded: LoadedModel, dataset: Dataset, device: torch.device, optio
                                     raise
                                 state.bad.append(BadImage(item.checked.pair.name, item.checked.pair.hr_path,
                                                           exc.reason))
-                                emit("skip", item.checked.pair.name)
+                                emit("skip", item.checked.pair.name, reason=exc.reason)
                             collect()
                 complete = True
             finally:

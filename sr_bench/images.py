@@ -135,11 +135,14 @@ def to_input(
     return x.to(dtype).contiguous()
 
 
-def check_finite(sr: torch.Tensor, model: str, image: str) -> None:
+NON_FINITE_ADVICE = "fix the model, or rerun with --skip-bad to score the other images"  # eval's; upscale has its own
+
+
+def check_finite(sr: torch.Tensor, model: str, image: str, advice: str = NON_FINITE_ADVICE) -> None:
     """Raise ``NonFiniteOutputError`` when a raw model output holds NaN or Inf.
 
-    ``to_uint8`` clamps, so NaN would become ordinary pixels and a broken model a normal-looking PSNR; this check
-    runs on the raw output first.
+    ``to_uint8`` clamps, so NaN would become ordinary pixels (a normal-looking PSNR, or a plausible PNG from
+    ``upscale``); this check runs on the raw output first.
     """
     if bool(torch.isfinite(sr).all()):
         return
@@ -147,7 +150,7 @@ def check_finite(sr: torch.Tensor, model: str, image: str) -> None:
     raise NonFiniteOutputError(
         f"{model} gave a non-finite output for {image}: {bad:,} of {sr.numel():,} values are NaN/Inf (broken "
         "weights, or an overflow in reduced precision)",
-        "fix the model, or rerun with --skip-bad to score the other images",
+        advice,
     )
 
 

@@ -7,10 +7,12 @@ The record keeps every convention and every raw sample; what the protocol names 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
+from torch import nn
 
 from sr_bench import cpu_heap
 from sr_bench.complexity import ComplexityReport, count_complexity
@@ -75,7 +77,7 @@ def run_profile(
     protocol = get_protocol(request.protocol)
     shape = (request.batch, 3, *request.size)
     model, device = loaded.module, request.device
-    output_warnings = _check_output(loaded, device)
+    _check_shape(loaded, device)
     check_profile_fits(MemoryEstimator(model), shape, device, model=loaded.name)  # before any forward at full size
 
     mode, probe = resolve_exec(
@@ -88,7 +90,7 @@ def run_profile(
         cpu_heap.use(mode.retain_heap)  # the counting forward allocates like any other
     t0 = time.perf_counter()
     try:
-        with pinned_threads(mode.threads):
+        with pinned_threads(mode.threads), _output_values(fn.module) as outputs:
             # counts depend on shapes only; the prepared layout just makes the counting forward faster
             complexity = count_complexity(fn.module, shape, by_layer_depth=request.by_layer_depth)
     except ModelSpecError as exc:  # the counter names every model failure; running out of memory is not the model's
@@ -96,6 +98,7 @@ def run_profile(
             raise out_of_memory_error(device, shape) from exc.__cause__
         raise
     timings = {"complexity": time.perf_counter() - t0}
+    output_warnings = _non_finite_warning(loaded.name, shape, outputs)
     runtime = None
     guard = GpuGuard(device)
     if request.runtime:
@@ -143,10 +146,9 @@ def run_profile(
     return ProfileResult(stamp(record), complexity)
 
 
-def _check_output(loaded: LoadedModel, device: torch.device) -> list[str]:
+def _check_shape(loaded: LoadedModel, device: torch.device) -> None:
     """One tiny forward on a synthetic input first: a wrong --scale fails in a second, not after counting at
-    256x256, and an output with NaN/Inf (broken weights or model) becomes a warning, since its counts and times
-    are not those of a working model."""
+    256x256."""
     x = _synthetic((1, 3, SHAPE_CHECK_SIZE, SHAPE_CHECK_SIZE), loaded.data_range, device)
     try:
         with torch.inference_mode():
@@ -154,14 +156,40 @@ def _check_output(loaded: LoadedModel, device: torch.device) -> list[str]:
     except SystemExit as exc:
         raise fault(loaded.name, "forward", exc) from None
     except Exception:  # noqa: BLE001  (a model may need larger or window-multiple inputs; counting checks the real size)
-        return []
+        return
     check_output_shape(check_tensor(loaded.name, out), tuple(x.shape), loaded.scale, loaded.name)
-    bad = int((~torch.isfinite(out)).sum())
+
+
+@contextmanager
+def _output_values(module: nn.Module) -> Iterator[list[tuple[int, int]]]:
+    """(non-finite values, values) of ``module``'s output on each eager forward inside the block.
+
+    The counting forwards run at the profiled size anyway (one of them always eager), so the output behind the
+    reported numbers is checked without a forward of its own; a model may be finite on a tiny input and not on
+    the real one. Traced forwards are left out: ops run in the hook would enter fvcore's trace and its counts.
+    """
+    seen: list[tuple[int, int]] = []
+
+    def hook(_module: nn.Module, _args: object, out: object) -> None:
+        if isinstance(out, torch.Tensor) and not torch.jit.is_tracing():
+            seen.append((int((~torch.isfinite(out)).sum()), out.numel()))
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield seen
+    finally:
+        handle.remove()
+
+
+def _non_finite_warning(model: str, shape: tuple[int, ...], outputs: list[tuple[int, int]]) -> list[str]:
+    """An output with NaN/Inf (broken weights or model) is a warning: its counts and times are not those of a
+    working model."""
+    bad, total = next(((b, n) for b, n in outputs if b), (0, 0))
     if not bad:
         return []
-    size = "×".join(map(str, x.shape))
-    return [f"{loaded.name}: the output on a synthetic {size} input has {bad:,} non-finite value(s) (NaN/Inf) of "
-            f"{out.numel():,}: the weights or the model are broken, so these numbers are not those of a working model"]
+    size = "×".join(map(str, shape))
+    return [f"{model}: the output on a synthetic {size} input has {bad:,} non-finite value(s) (NaN/Inf) of "
+            f"{total:,}: the weights or the model are broken, so these numbers are not those of a working model"]
 
 
 def _synthetic(shape: tuple[int, ...], data_range: float, device: torch.device) -> torch.Tensor:

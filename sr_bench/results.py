@@ -26,6 +26,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -349,7 +350,23 @@ def validate(record: dict[str, Any]) -> str | None:
     if missing:
         return f"{kind} record is missing {', '.join(missing)}"
     record_type = RECORD_TYPES[kind]
-    return None if _checker(record_type)(record) else _check(record, record_type, "")
+    if not _checker(record_type)(record):
+        return _check(record, record_type, "")
+    return _nan_metric(record) if kind == "eval" else None
+
+
+_METRICS = ("psnr_rgb", "ssim_rgb", "psnr_y", "ssim_y", "runtime_ms")
+
+
+def _nan_metric(record: dict[str, Any]) -> str | None:
+    """An eval metric that is NaN, named: it comes from a model output nobody checked for NaN (srbench refuses
+    those before scoring), and a report would otherwise show the empty cell of a run that never happened."""
+    rows = [("mean", record["mean"]), *((f"images[{i}]", row) for i, row in enumerate(record.get("images") or []))]
+    for where, row in rows:
+        key = next((k for k in _METRICS if isinstance(row.get(k), float) and math.isnan(row[k])), None)
+        if key is not None:
+            return f"field '{where}.{key}' is NaN (the model's output was not finite)"
+    return None
 
 
 _V1_RUNTIME_MEMORY = ("peak_memory_mib", "memory_baseline_mib", "memory_kind", "memory_method")

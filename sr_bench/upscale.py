@@ -1,7 +1,8 @@
 """Super-resolve image files with a model: the quickest way for a person to see what a model does.
 
 Each image is read as 8-bit RGB, scaled to the model's input range, run through the model in the chosen
-execution mode, converted back exactly as the challenge does (clamp, scale, round) and written as PNG.
+execution mode, converted back exactly as the challenge does (clamp, scale, round) and written as PNG. An output
+holding NaN or Inf stops the run before its PNG is written: the clamp would turn it into ordinary-looking pixels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 import torch
 
 from sr_bench.errors import DatasetError, UsageError
-from sr_bench.images import read_rgb_u8, to_input, to_uint8, write_png
+from sr_bench.images import check_finite, read_rgb_u8, to_input, to_uint8, write_png
 from sr_bench.models import LoadedModel, check_output_shape
 from sr_bench.timing import is_out_of_memory, out_of_memory_error
 
@@ -46,7 +47,10 @@ def upscale_files(
     device: torch.device,
     on_done: Callable[[Path, Path], None] | None = None,
 ) -> list[Path]:
-    """Upscale every image with ``run`` (the prepared model); returns the written PNG paths."""
+    """Upscale every image with ``run`` (the prepared model); returns the written PNG paths.
+
+    Stops at the first image that fails (a non-finite output included); the PNGs written before it stay, complete.
+    """
     check_images(images)
     written = []
     for image in images:
@@ -60,6 +64,7 @@ def upscale_files(
             raise out_of_memory_error(device, tuple(lr.shape), f"{image} is too large for {device}; "
                                       "try a smaller image or another --device") from None
         check_output_shape(sr, tuple(lr.shape), loaded.scale, loaded.name)
+        check_finite(sr, loaded.name, str(image), advice="fix the model; no PNG was written for it")
         target = output_path(image, out_dir, loaded.scale)
         write_png(target, to_uint8(sr, loaded.data_range).permute(1, 2, 0).cpu().numpy())
         written.append(target)

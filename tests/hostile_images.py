@@ -260,6 +260,36 @@ def test_a_model_returning_nan_fails_that_image_like_a_bad_one(tmp_path: Path, d
     assert all(np.isfinite(r["psnr_rgb"]) for r in record["images"])
 
 
+NAN_ON_BUTTERFLY = """
+import torch
+from torch import nn
+
+
+class NanOnButterfly(nn.Module):
+    def __init__(self, scale=4):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.up = nn.Upsample(scale_factor=scale, mode="nearest")
+
+    def forward(self, x):
+        out = self.up(self.conv(x))
+        return out * float("nan") if x.shape[-2:] == (64, 64) else out
+"""
+
+
+def test_a_skipped_nan_image_is_warned_once_with_its_reason(tmp_path: Path, data_dir: Path) -> None:
+    """--skip-bad names the real reason while the run goes on (not 'unreadable'), and the summary does not repeat it."""
+    (tmp_path / "um.py").write_text(NAN_ON_BUTTERFLY)
+    model = f"{tmp_path / 'um.py'}:NanOnButterfly"
+    torch.save(resolve_model(model).module.state_dict(), tmp_path / "w.pth")
+    result = run("eval", "--model", model, "--weights", tmp_path / "w.pth", "--dataset", "set5", "--data-root",
+                 data_dir, "--device", "cpu", "--threads", "1", "--skip-bad", "--results", tmp_path / "results")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("Warning:")]
+    assert warnings == [f"Warning: skipped butterfly: {model} gave a non-finite output for butterfly: 196,608 of "
+                        "196,608 values are NaN/Inf (broken weights, or an overflow in reduced precision)"]
+
+
 def test_eval_cli_with_nan_weights_is_one_line(tmp_path: Path, data_dir: Path) -> None:
     state = {k: torch.full_like(v, float("nan")) for k, v in resolve_model(TINY).module.state_dict().items()}
     torch.save(state, tmp_path / "nan.pth")

@@ -1,4 +1,4 @@
-"""Hostile inputs to report, pairing, upscale and profile (issue 10 items 2-profile, 3, 4, 5, 7, 13, 17, 18).
+"""Hostile inputs to report, pairing, upscale and profile (issue 10 items 2-profile/upscale, 3, 4, 5, 7, 13, 17, 18).
 
 Each test failed before its fix: the wrong number came out with exit 0, or the failure was blamed on srbench.
 """
@@ -47,6 +47,20 @@ class Net(nn.Module):
 class NaNNet(Net):
     def forward(self, x):
         return super().forward(x) * float("nan")
+
+
+class NaNWhenLarge(Net):
+    """Finite on the tiny shape check, NaN from 32x32 up (as an overflow that only large inputs reach)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if x.shape[-1] >= 32 else out
+
+
+class NaNWhenTiny(Net):
+    def forward(self, x):
+        out = super().forward(x)
+        return out * float("nan") if x.shape[-1] < 32 else out
 
 
 class Greedy(Net):
@@ -145,6 +159,19 @@ def test_only_partial_evals_leave_cells_empty_unless_allowed(tmp_path: Path) -> 
     assert row.startswith("| lgvan | 29.00 |") and row.endswith("| val 2/5 images; val tiled 48, overlap 32 |")
 
 
+def test_a_score_against_a_partial_baseline_says_so_and_how_to_allow_it(tmp_path: Path) -> None:
+    write_record(profile_record("lgvan", 9_036_601_472, [256, 256], "2026-01-01T00:00:00+00:00"), tmp_path)
+    write_record(eval_record("lgvan", 29.0, 2, "2026-01-02T00:00:00+00:00"), tmp_path)
+    base = ("report", "--results", tmp_path, "--val", VAL, "--test", "none", "--score", "2025", "--baseline", "lgvan")
+    line = error_line(run(*base))
+    assert line == ("Error: baseline 'lgvan' has no val_time_ms to score against: its eval record is partial on set5 "
+                    "(2/5 images); re-run its eval on the whole set, or pass --allow-partial to score against the "
+                    "partial one")
+    allowed = run(*base, "--allow-partial", "-f", "json")
+    assert allowed.exit_code == 0, allowed.output
+    assert json.loads(allowed.stdout)["rows"][0]["score"] == pytest.approx(np.exp(2.0))
+
+
 def test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked(tmp_path: Path) -> None:
     write_record(eval_record("lgvan", 30.1, 5, "2026-01-01T00:00:00+00:00", tile={"size": 256, "overlap": 32}),
                  tmp_path)
@@ -168,6 +195,23 @@ def test_report_skips_a_record_with_a_list_or_dict_identity(tmp_path: Path, fiel
     assert result.exit_code == 0, result.output
     assert "30.27" in result.stdout and "1.0," not in result.stdout
     assert result.stderr.startswith(f"Warning: skipped eval/hostile.json: field '{field}' is ")
+
+
+def test_report_skips_an_eval_record_with_a_nan_metric_naming_it(tmp_path: Path) -> None:
+    """A NaN mean used to render as an empty cell with no word: the record is refused on load like other bad ones."""
+    write_record(eval_record("lgvan", 30.27, 5, "2026-01-01T00:00:00+00:00"), tmp_path)
+    write_record(eval_record("rfdn", float("nan"), 5, "2026-01-02T00:00:00+00:00"), tmp_path)
+    result = run("report", "--results", tmp_path, "--val", VAL, "--test", "none", "-f", "csv")
+    assert result.exit_code == 0, result.output
+    assert "lgvan" in result.stdout and "rfdn" not in result.stdout
+    (warning,) = result.stderr.splitlines()
+    assert warning.startswith("Warning: skipped eval/rfdn-x4-set5-") and warning.endswith(
+        ": field 'mean.psnr_rgb' is NaN (the model's output was not finite); fix or delete the file, or re-run the "
+        "command that made it")
+    image_nan = {**eval_record("lgvan", 30.27, 2, "2026-01-01T00:00:00+00:00"), "schema_version": 2}
+    image_nan["images"][1]["ssim_y"] = float("nan")
+    assert validate(image_nan) == "field 'images[1].ssim_y' is NaN (the model's output was not finite)"
+    assert validate({**image_nan, "mean": {"psnr_rgb": float("inf")}, "images": []}) is None  # identical images
 
 
 # ------------------------------------------------------------------------ item 5: ambiguous LR pairing
@@ -200,6 +244,21 @@ def test_upscale_refuses_two_inputs_with_one_output_name(tmp_path: Path) -> None
     assert not (tmp_path / "out").exists()
 
 
+def test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png(nets: Path, tmp_path: Path) -> None:
+    """The clamp in to_uint8 would turn NaN into a plausible PNG and exit 0: the raw output is checked first."""
+    model = f"{nets}:NaNNet"
+    torch.save(resolve_model(model, scale=2, device=CPU).module.state_dict(), tmp_path / "nan.pth")
+    images = [tmp_path / "a.png", tmp_path / "b.png"]
+    for image in images:
+        write_png(image, np.full((8, 8, 3), 100, np.uint8))
+    result = run("upscale", "--model", model, "--scale", "2", "--weights", tmp_path / "nan.pth", *images,
+                 "-o", tmp_path / "out", "--device", "cpu", "--threads", "1")
+    line = error_line(result)
+    assert line.startswith(f"Error: {model} gave a non-finite output for {images[0]}: 768 of 768 values are NaN/Inf")
+    assert line.endswith("; fix the model; no PNG was written for it")
+    assert list((tmp_path / "out").glob("*")) == []  # nothing written, not even a temporary file
+
+
 # ------------------------------------------------- item 17 and 2: out of memory and NaN output in profile
 
 
@@ -217,6 +276,17 @@ def test_profile_warns_when_the_output_is_not_finite(nets: Path) -> None:
     clean = run_profile(healthy, ProfileRequest(device=CPU, size=(32, 32), runtime=False, threads=1)).record
     assert not any("non-finite" in w for w in clean["warnings"])
     assert validate(clean) is None  # what profile builds is a valid record
+
+
+@pytest.mark.parametrize(("name", "warned"), [("NaNWhenLarge", True), ("NaNWhenTiny", False)])
+def test_profile_checks_the_output_at_the_profiled_size(nets: Path, name: str, warned: bool) -> None:
+    """The warning is about the input whose numbers are reported, not the tiny shape check's."""
+    loaded = resolve_model(f"{nets}:{name}", scale=2, device=CPU)
+    record = run_profile(loaded, ProfileRequest(device=CPU, size=(32, 40), runtime=False, threads=1)).record
+    warnings = [w for w in record["warnings"] if "non-finite" in w]
+    assert warnings == ([f"{nets}:{name}: the output on a synthetic 1×3×32×40 input has 15,360 non-finite value(s) "
+                         "(NaN/Inf) of 15,360: the weights or the model are broken, so these numbers are not those of "
+                         "a working model"] if warned else [])
 
 
 # -------------------------------------------------------------------------- item 18: --threads capped

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -192,7 +193,7 @@ def test_models_imports_torch_only_to_build_networks() -> None:
 def test_failed_weights_pull_says_how_to_work_offline_and_leaves_no_folder(bare: Path, monkeypatch) -> None:
     monkeypatch.setenv(checkpoint_files.URL_BASE_ENV, "http://127.0.0.1:9")  # nothing listens on the discard port
     result = run("weights", "pull", "rfdn", "--dir", bare / "weights")
-    line = result.stderr.strip()
+    line = result.stderr
     assert result.exit_code != 0 and line.startswith("Error: download from http://127.0.0.1:9/team00_rfdn.pth")
     assert "--weights FILE" in line and "$SRBENCH_WEIGHTS" in line and "SRBENCH_WEIGHTS_URL=<mirror URL>" in line
     assert not (bare / "weights").exists()
@@ -200,7 +201,7 @@ def test_failed_weights_pull_says_how_to_work_offline_and_leaves_no_folder(bare:
 
 def test_failed_dataset_pull_names_the_set_and_the_way_offline(bare: Path, monkeypatch) -> None:
     result = run("datasets", "pull", "div2k-valid", "--base-url", "http://127.0.0.1:9")
-    line = result.stderr.strip()
+    line = result.stderr
     assert result.exit_code != 0 and line.startswith("Error: download from http://127.0.0.1:9/"), line
     assert "rerun 'srbench datasets pull div2k-valid' to resume" in line and "--data-root DIR" in line
     assert list(bare.iterdir()) == []  # no datasets/.downloads left behind
@@ -253,6 +254,40 @@ def test_model_file_without_a_class_lists_the_classes_there() -> None:
 def test_eval_error_is_the_first_stderr_line(bare: Path) -> None:
     result = run("eval", "--model", "rfdn", "--dataset", "set15", "--device", "cpu")
     assert result.exit_code == 1 and result.stderr.startswith("Error: unknown dataset 'set15'"), repr(result.stderr)
+
+
+NAN_NET = """
+import torch
+from torch import nn
+
+
+class Nan(nn.Module):
+    def __init__(self, scale=4):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3 * scale * scale, 1)
+        self.up = nn.PixelShuffle(scale)
+
+    def forward(self, x):
+        return self.up(self.conv(x)) * float("nan")
+"""
+
+
+@pytest.fixture
+def nan_net(tmp_path: Path) -> tuple[str, Path]:
+    """A user model whose every output is NaN, with a (finite) checkpoint of its own: (--model, --weights)."""
+    (tmp_path / "um.py").write_text(NAN_NET)
+    model = f"{tmp_path / 'um.py'}:Nan"
+    torch.save(resolve_model(model).module.state_dict(), tmp_path / "nan.pth")
+    return model, tmp_path / "nan.pth"
+
+
+def test_an_eval_error_inside_the_image_loop_is_the_first_stderr_line(bare: Path, nan_net: tuple[str, Path]) -> None:
+    """No progress frame (drawn only on a terminal) comes before an error raised while the images run."""
+    model, weights = nan_net
+    result = run("eval", "--model", model, "--weights", weights, "--dataset", "set5", "--device", "cpu",
+                 "--threads", "1", "--results", bare / "results")
+    assert result.exit_code == 1 and result.stderr.startswith(f"Error: {model} gave a non-finite output for baby"), \
+        repr(result.stderr)
 
 
 def test_lr_generation_notice_once_per_dataset_not_per_model(bare: Path, tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from hostile_images import (  # noqa: F401 - collected by pytest from this modul
     test_a_dataset_with_sixteen_bit_images_gets_one_warning,
     test_a_decompression_bomb_is_a_named_bad_image,
     test_a_model_returning_nan_fails_that_image_like_a_bad_one,
+    test_a_skipped_nan_image_is_warned_once_with_its_reason,
     test_an_image_too_large_for_memory_is_an_error_that_suggests_a_tile,
     test_estimate_grows_with_the_pixels_and_never_touches_the_model,
     test_eval_cli_with_nan_weights_is_one_line,
@@ -52,18 +53,22 @@ from hostile_models import (  # noqa: F401 - collected by pytest from this modul
 from hostile_records import (  # noqa: F401 - collected by pytest from this module
     nets,
     test_a_newer_partial_tiled_eval_does_not_replace_the_full_one,
+    test_a_score_against_a_partial_baseline_says_so_and_how_to_allow_it,
     test_an_eval_record_validates_and_reads_back,
     test_batched_profile_is_another_size,
     test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked,
     test_only_partial_evals_leave_cells_empty_unless_allowed,
     test_out_of_memory_while_counting_is_the_oom_error_with_its_size_hint,
+    test_profile_checks_the_output_at_the_profiled_size,
     test_profile_warns_when_the_output_is_not_finite,
     test_report_size_option_picks_the_other_profiles,
     test_report_skips_a_record_with_a_list_or_dict_identity,
+    test_report_skips_an_eval_record_with_a_nan_metric_naming_it,
     test_report_takes_complexity_from_256_profiles_and_names_the_others,
     test_threads_beyond_the_cores_are_capped_and_recorded,
     test_two_lr_candidates_for_one_hr_is_an_error_naming_both,
     test_upscale_refuses_two_inputs_with_one_output_name,
+    test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png,
     two_sizes,
 )
 
@@ -79,9 +84,13 @@ ITEMS: dict[int, tuple[str, ...]] = {
     2: (
         "test_non_finite_weights_stop_the_eval_naming_image_and_model",
         "test_a_model_returning_nan_fails_that_image_like_a_bad_one",
+        "test_a_skipped_nan_image_is_warned_once_with_its_reason",
         "test_eval_cli_with_nan_weights_is_one_line",
         "test_a_checkpoint_with_non_finite_weights_is_a_warning_naming_the_tensor",
         "test_profile_warns_when_the_output_is_not_finite",
+        "test_profile_checks_the_output_at_the_profiled_size",
+        "test_upscale_with_a_nan_output_fails_naming_image_and_model_and_writes_no_png",
+        "test_report_skips_an_eval_record_with_a_nan_metric_naming_it",
     ),
     3: (
         "test_report_takes_complexity_from_256_profiles_and_names_the_others",
@@ -92,6 +101,7 @@ ITEMS: dict[int, tuple[str, ...]] = {
         "test_a_newer_partial_tiled_eval_does_not_replace_the_full_one",
         "test_only_partial_evals_leave_cells_empty_unless_allowed",
         "test_complete_tiled_eval_is_used_when_no_untiled_one_exists_and_is_marked",
+        "test_a_score_against_a_partial_baseline_says_so_and_how_to_allow_it",
     ),
     5: (
         "test_two_lr_candidates_for_one_hr_is_an_error_naming_both",

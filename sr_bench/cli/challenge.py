@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Literal, Optional, Union
 
 import typer
 from rich.cells import cell_len
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -243,8 +243,8 @@ class _TeamProgress:
     """A progress bar over teams, on stderr."""
 
     def __init__(self, total: int, verb: str) -> None:
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  console=output.err, transient=True)
+        self._progress = output.progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                         transient=True)
         self._task = self._progress.add_task(f"{verb} teams", total=total)
 
     def __enter__(self) -> _TeamProgress:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
 from sr_bench.cli import output
@@ -112,8 +112,8 @@ def datasets_pull(
 
     spec = get_dataset_spec(name)
     root = default_data_root(data_root)
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=output.err, transient=True) as progress:
+    with output.progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                         TimeRemainingColumn(), transient=True) as progress:
         tasks: dict[str, int] = {}
 
         def advance(label: str, done: int, total: int | None) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 from rich.markup import escape
 from rich.table import Table
 
@@ -126,27 +126,27 @@ def eval_cmd(
     with _ProgressView() as view:
         runs = evaluate_all(config, progress=view.update)
     for run in runs:
-        _render(run)
+        _render(run, view.warned)
     if json_path is not None and runs:  # under torchrun only rank 0 has the records
         atomic_write_json(json_path, runs[0].record)
         output.info(f"record written to {json_path}")
 
 
 class _ProgressView:
-    """A rich progress bar per (model, dataset) on stderr, with ETA and the running mean PSNR."""
+    """A rich progress bar per (model, dataset) on stderr (a terminal only), with ETA and the running mean PSNR."""
 
     def __init__(self) -> None:
-        self._progress = Progress(
+        self._progress = output.progress(
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[psnr]}"),
             TimeRemainingColumn(),
-            console=output.err,
             transient=False,
         )
         self._task: TaskID | None = None
         self._started = False  # the live display starts with the first dataset: an early error prints alone
+        self.warned: set[tuple[str, str, str]] = set()  # (model, dataset, image) skips already told, with the reason
 
     def __enter__(self) -> _ProgressView:
         return self
@@ -169,14 +169,16 @@ class _ProgressView:
         elif self._task is not None:
             self._progress.update(self._task, completed=event.done, total=event.total, psnr=psnr)  # done: all ranks
             if event.kind == "skip":
-                output.warning(f"skipped unreadable image {event.message}")
+                output.warning(f"skipped {event.message}: {event.reason}")
+                self.warned.add((event.model, event.dataset, event.message))
 
 
 def _fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _render(run: EvalResult) -> None:
+def _render(run: EvalResult, warned: set[tuple[str, str, str]]) -> None:
+    """The record as a table and summary lines; skipped images are named unless the run already said why."""
     rec: EvalRecord = run.record
     alias = f" (for '{rec['dataset_requested']}')" if rec["dataset_requested"] not in (rec["dataset"], None) and rec["data"]["expected"] else ""
     title = (
@@ -215,7 +217,8 @@ def _render(run: EvalResult) -> None:
             soft_wrap=True, highlight=False,
         )
     for bad in rec["skipped"]:
-        output.warning(f"skipped {bad['name']}: {bad['error']}")
+        if (rec["model"], rec["dataset"], bad["name"]) not in warned:  # e.g. refused by the header check
+            output.warning(f"skipped {bad['name']}: {bad['error']}")
     for message in gpu_warnings(rec):
         output.warning(message)  # the fair-timing guard: the runtimes above were measured under this
     output.info(f"record saved: {run.path} (per-image log: {rec['run_log']})")

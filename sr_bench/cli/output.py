@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.progress import Progress, ProgressColumn
 from rich.text import Text
 
 out = Console(highlight=False)
@@ -40,6 +41,15 @@ def notice(message: str) -> None:
 def info(message: str) -> None:
     """A status line for people (stderr, so stdout stays clean for data)."""
     err.print(Text(message), soft_wrap=True)
+
+
+def progress(*columns: str | ProgressColumn, transient: bool) -> Progress:
+    """A progress display on stderr, drawn only where stderr is a terminal.
+
+    In a log or a pipe rich cannot redraw in place, so its frames (and the blank line a transient one leaves)
+    would land before a failure's ``Error:`` line, which must be the first thing there.
+    """
+    return Progress(*columns, console=err, transient=transient, disable=not err.is_terminal)
 
 
 def print_json(obj: Any) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich import box
 from rich.markup import escape
 from rich.table import Table
@@ -110,8 +110,8 @@ def weights_pull(
     ckpt = spec.checkpoint(scale)
     if ckpt is None:
         raise UsageError(f"{spec.name} x{scale} has no known checkpoint to download")
-    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                  TimeRemainingColumn(), console=output.err, transient=True) as progress:
+    with output.progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                         TimeRemainingColumn(), transient=True) as progress:
         task = progress.add_task(f"{ckpt.file}", total=None)
 
         def advance(done: int, total: int | None) -> None:

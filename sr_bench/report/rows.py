@@ -20,8 +20,11 @@ def build_row(key: tuple, evals: list[EvalRecord], profiles: list[ProfileRecord]
     row: dict[str, Any] = {"model": key[0], **dict(zip(SETUP_HEADERS, key[1:]))}
     notes, flags, warned = [], [], []
     for split, dataset in zip(SPLITS, (val, test)):
-        record, note = choose_eval([r for r in mine if r["dataset"] == dataset], allow_partial)
+        candidates = [r for r in mine if r["dataset"] == dataset]
+        record, note = choose_eval(candidates, allow_partial)
         row.update(_split_values(split, record))
+        # only partial records, not allowed: the coverage of the newest, so a score can say why the cell is empty
+        row[f"{split}_partial_left_out"] = coverage_text(newest(candidates)) if record is None and candidates else None
         warned += gpu_warnings(record) if record is not None else []
         row[f"{split}_tile"] = _tile_text(record)
         row[f"{split}_coverage"] = coverage_text(record) if record is not None and is_partial(record) else None

@@ -46,7 +46,7 @@ def add_scores(table: ChallengeTable, rule: ScoreRule, baseline: str) -> None:
     for base in bases:
         for _, key, _ in parts:
             if not base.get(key):
-                raise ResultsError(f"baseline '{baseline}' has no {key} to score against: record it first")
+                raise ResultsError(f"baseline '{baseline}' has no {key} to score against: {_missing(base, key, table)}")
     for row in table.rows:
         base = next((b for b in bases if _same_setup(b, row)), None)
         if base is None:
@@ -59,6 +59,19 @@ def add_scores(table: ChallengeTable, rule: ScoreRule, baseline: str) -> None:
         scores = [(row[name], weight) for name, _, weight in parts]
         row["score"] = None if any(v is None for v, _ in scores) else sum(v * w for v, w in scores)
         row["psnr_gate"] = _gate(row, rule, table.has_test)
+
+
+def _missing(base: dict, key: str, table: ChallengeTable) -> str:
+    """Why the baseline's cell is empty, and the fix: its eval records are only partial (and not allowed), or
+    the measurement was never recorded."""
+    splits = {"val_time_ms": ("val",), "ave_time_ms": ("val", "test")}.get(key, ())
+    partial = [(split, base[f"{split}_partial_left_out"]) for split in splits if base.get(f"{split}_partial_left_out")]
+    if partial:
+        datasets = {"val": table.val, "test": table.test}
+        which = ", ".join(f"on {datasets[split]} ({coverage})" for split, coverage in partial)
+        return (f"its eval record is partial {which}; re-run its eval on the whole set, or pass --allow-partial "
+                "to score against the partial one")
+    return "record it first"
 
 
 def _gate(row: dict, rule: ScoreRule, has_test: bool) -> bool | None:
