@@ -1,12 +1,12 @@
 """``srbench eval`` under ``torchrun``: each dataset's images shared between ranks, one record per dataset.
 
-Each rank loads the model on its own device (:mod:`sr_bench.sharding`), checks the whole set (so every rank
-agrees on the images), runs its share (balanced by LR pixel count) through the ordinary loop
-(:func:`sr_bench.evaluate.run_share`) into a run log of its own (``...-rank<R>of<N>.jsonl``: ``--resume`` with the
-same N continues every rank), and sends what it finished to rank 0, which writes one record: rows in dataset
-order, each with its ``rank`` and ``device``; ``shards`` with every rank's runtime summary, peak memory and GPU
-conditions (the fair-timing guard watched each rank's own device, so each rank keeps its own block and the
-record's warnings name the rank).
+Each rank loads the model on its own device (:mod:`sr_bench.sharding`), checks the whole set (so every rank agrees
+on the images), takes rank 0's execution mode before any image runs (:func:`agree_on_mode`), runs its share
+(balanced by LR pixel count) through the ordinary loop (:func:`sr_bench.evaluate.run_share`) into a run log of its
+own (``...-rank<R>of<N>.jsonl``: ``--resume`` with the same N continues every rank), and sends what it finished to
+rank 0, which writes one record: rows in dataset order, each with its ``rank`` and ``device``; ``shards`` with
+every rank's runtime summary, peak memory and GPU conditions (the fair-timing guard watched each rank's own device,
+so each rank keeps its own block and the record's warnings name the rank).
 
 Runtime is never pooled across device models: when the ranks ran on different CPUs/GPUs the record's
 ``runtime_ms`` is None (and ``mean`` has no runtime), ``sharding.runtime_not_comparable`` says why, and only the
@@ -30,7 +30,7 @@ from sr_bench.eval_all import models_and_sets
 from sr_bench.eval_config import EvalConfig, EvalOptions
 from sr_bench.eval_record import eval_record, runtime_summary
 from sr_bench.evaluate import EvalEvent, EvalResult, PreparedRun, ProgressFn, Share, run_share, store
-from sr_bench.execution import threads_notice
+from sr_bench.execution import prepare, threads_notice
 from sr_bench.models import LoadedModel
 from sr_bench.results import EvalRecord, MemoryInfo, ShardInfo, ShardingInfo, gpu_warnings
 from sr_bench.sharding import Group, Ranks, RankStopped, my_share
@@ -56,7 +56,8 @@ def evaluate_sharded(config: EvalConfig, ranks: Ranks, progress: ProgressFn | No
     results = []
     with Group(ranks, device) as group:
         try:
-            for loaded, run, sets in models_and_sets(config, device, notify):
+            for loaded, own_run, sets in models_and_sets(config, device, notify):
+                run = agree_on_mode(group, loaded, own_run, device, notify)
                 for dataset, checked in sets:
                     result = _one_dataset(group, loaded, dataset, checked, run, device, options, notify)
                     if result is not None:
@@ -70,6 +71,28 @@ def evaluate_sharded(config: EvalConfig, ranks: Ranks, progress: ProgressFn | No
             exc.where = f"{ranks} ({device})"
             raise
     return results
+
+
+def agree_on_mode(group: Group, loaded: LoadedModel, run: PreparedRun, device: torch.device,
+                  notify: ProgressFn) -> PreparedRun:
+    """Rank 0's execution mode (and its probe facts) on every rank, settled before any image runs.
+
+    A merged record has one mode, but ``--exec auto`` probes on each rank, and ranks can resolve differently
+    (other CPUs, a first-call effect in one rank's probe): rather than finding out at the merge, after all the
+    work, every rank runs rank 0's mode with its own thread count, and rank 0 names the ranks that resolved
+    otherwise. An explicit ``--exec`` gives every rank the same mode, so there this only confirms it.
+    """
+    choices = group.all_gather((run.mode, run.probe))
+    leader, probe = choices[0]
+    others = [f"rank {r}: {mode.label}" for r, (mode, _) in enumerate(choices) if mode.label != leader.label]
+    if others:
+        notify(EvalEvent("notice", loaded.name, message=(
+            f"--exec resolved to {leader.label} on rank 0 but otherwise on {len(others)} rank(s) "
+            f"({'; '.join(others)}): every rank runs {leader.label}")))
+    mode = replace(leader, threads=run.mode.threads)
+    if mode == run.mode:
+        return replace(run, probe=probe)
+    return PreparedRun(mode, probe, prepare(loaded.module, mode, device, loaded.name))
 
 
 def _device_model(device: torch.device) -> str | None:
@@ -110,10 +133,6 @@ def merged_record(loaded: LoadedModel, dataset: Dataset, checked: tuple[list[Che
         raise SrBenchError(f"no image of {dataset.name} could be evaluated on any rank")
     order = {c.pair.name: i for i, c in enumerate(pairs)}
     late_bad = sorted((b for g in gathered for b in g.share.bad[len(bad):]), key=lambda b: order.get(b.name, 0))
-    labels = {g.share.exec_info["label"] for g in gathered}
-    if len(labels) > 1:
-        raise SrBenchError(f"the ranks resolved different execution modes ({', '.join(sorted(labels))}): "
-                           "pass one --exec explicitly")
     peaks = [g.share.memory for g in gathered]
     top = max(peaks, key=lambda m: m["peak_mib"] if m["peak_mib"] is not None else -1.0)
     memory = MemoryInfo(peak_mib=top["peak_mib"], baseline_mib=top["baseline_mib"], kind=top["kind"],

@@ -258,7 +258,16 @@ def _probe_input(shape: tuple[int, ...], data_range: float, device: torch.device
 def _probe_channels_last(
     model: nn.Module, device: torch.device, shape: tuple[int, ...], data_range: float
 ) -> tuple[ExecMode, dict]:
-    """Run eager and channels_last on one deterministic input and keep channels_last only if it is exact."""
+    """Run eager and channels_last on one deterministic input and keep channels_last only if it is exact.
+
+    Each mode is compared on its second forward: the first forward of a process can be off. Measured on LGVAN
+    (torch 2.13 CPU wheel, oneMKL 2024.2, 2 threads, a loaded machine): in about 1 process in 10 the first eager
+    forward was 1.1e-4 from every later one (channels_last is 1.2e-6 from eager), so ``auto`` flipped to eager.
+    The cause is oneMKL's vector-math library, which ATen calls for ``torch.sqrt`` and other float unary ops:
+    it picks each function's kernel on that function's first call, and when the intra-op threads make that
+    call at the same time one of them can run a low-accuracy kernel for its whole chunk (pytorch/pytorch#188792).
+    Later calls are exact, so a discarded forward per mode makes the decision the same in every process.
+    """
     channels_last = ExecMode(memory_format="channels_last")
     x = _probe_input(shape, data_range, device)
     probe: dict = {
@@ -266,12 +275,15 @@ def _probe_channels_last(
     }
     try:
         with torch.inference_mode():
+            call_model(type(model).__name__, model, x)
             reference = call_model(type(model).__name__, model, x).float()
     except Exception as exc:  # noqa: BLE001  (e.g. a model that needs larger or window-multiple inputs)
         size = "x".join(map(str, shape[2:]))
         return EAGER, {**probe, "chosen": "eager", "reason": f"the {size} probe input fails ({_first_line(exc)})"}
     try:
-        candidate = prepare(model, channels_last, device)(x)
+        fast = prepare(model, channels_last, device)
+        fast(x)
+        candidate = fast(x)
     except Exception as exc:  # noqa: BLE001  (a .view() needing NCHW memory, a model overriding .to(), ...)
         reason = f"channels_last fails on this model ({type(exc).__name__}: {_first_line(exc)}); running eager"
         return EAGER, {**probe, "chosen": "eager", "reason": reason, "notice": f"--exec auto: {reason}"}

@@ -8,7 +8,8 @@ srbench schedules nothing itself: ``torchrun`` starts the ranks (one machine wit
   of one machine: :meth:`Ranks.device`, :meth:`Ranks.cpu_threads`),
 * splits work items deterministically and balanced by cost (:func:`balanced_split`, :func:`my_share`), so a rerun
   with the same number of ranks gives every rank the same share (its run log then resumes),
-* gathers each rank's result on rank 0 (:meth:`Group.gather`), and
+* gathers each rank's result on rank 0 (:meth:`Group.gather`), or on every rank for a shared decision
+  (:meth:`Group.all_gather`), and
 * turns torchrun's stop signal (SIGTERM, sent when another rank failed) into :class:`RankStopped`.
 
 Any unit of work fits: images of a dataset for ``srbench eval``, teams for a challenge replay::
@@ -159,5 +160,19 @@ class Group:
         try:
             dist.gather_object(value, out, dst=0)
         except RuntimeError as exc:  # gloo/NCCL: a peer closed its connection (killed) or timed out
-            raise RankStopped(f"{self.ranks}: another rank is gone ({str(exc).splitlines()[0][:120]})") from None
+            raise self._peer_gone(exc) from None
         return out
+
+    def all_gather(self, value: T) -> list[T]:
+        """Every rank's ``value`` on every rank (in rank order), for a decision all ranks must share."""
+        import torch.distributed as dist
+
+        out: list[T] = [None] * self.ranks.world_size  # type: ignore[list-item]
+        try:
+            dist.all_gather_object(out, value)
+        except RuntimeError as exc:
+            raise self._peer_gone(exc) from None
+        return out
+
+    def _peer_gone(self, exc: RuntimeError) -> RankStopped:
+        return RankStopped(f"{self.ranks}: another rank is gone ({str(exc).splitlines()[0][:120]})")

@@ -7,13 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from conftest import require_dataset
 from sr_bench.eval_all import evaluate_all
 from sr_bench.eval_config import EvalConfig, EvalOptions
+from sr_bench.eval_sharded import agree_on_mode
+from sr_bench.evaluate import PreparedRun
+from sr_bench.execution import EAGER, ExecMode, prepare
 from sr_bench.sharding import Ranks, balanced_split, from_env, my_share
 
 REPO = Path(__file__).resolve().parents[1]
@@ -195,3 +200,73 @@ def test_a_ranks_own_failure_is_printed_by_that_rank(data_dir: Path, weights_dir
     assert len(errors) == 2, proc.stderr[-3000:]
     assert errors[0].startswith("Error: rank 0/2 (cpu) stopped: another rank failed or was killed")
     assert errors[1].startswith(f"Error: rank 1/2 (cpu): {model}:NanOnRank1 gave a non-finite output for ")
+
+
+class _FakeGroup:
+    """Stands in for the process group: ``all_gather`` returns the choices the ranks would have made."""
+
+    def __init__(self, choices: list[tuple[ExecMode, dict | None]]) -> None:
+        self.choices = choices
+
+    def all_gather(self, value: object) -> list:
+        return self.choices
+
+
+def test_every_rank_runs_the_mode_rank_0_resolved() -> None:
+    import torch
+    from torch import nn
+
+    loaded = SimpleNamespace(name="net", module=nn.Conv2d(3, 3, 3, padding=1).eval())
+    cpu = torch.device("cpu")
+    fast = ExecMode(memory_format="channels_last", threads=4)
+    probe = {"chosen": "channels_last", "max_abs_diff": 1e-6}
+    own = PreparedRun(replace(EAGER, threads=2), {"chosen": "eager"}, prepare(loaded.module, EAGER, cpu))
+    notices: list[str] = []
+    agreed = agree_on_mode(_FakeGroup([(fast, probe), (own.mode, own.probe)]), loaded, own, cpu,
+                           lambda event: notices.append(event.message))
+    assert agreed.mode == replace(fast, threads=2) and agreed.model.mode == agreed.mode  # its own thread count
+    assert agreed.probe == probe  # the facts behind the mode it runs
+    assert notices == ["--exec resolved to channels_last on rank 0 but otherwise on 1 rank(s) (rank 1: eager): "
+                       "every rank runs channels_last"]
+    same = PreparedRun(replace(fast, threads=2), probe, prepare(loaded.module, fast, cpu))
+    notices.clear()
+    assert agree_on_mode(_FakeGroup([(fast, probe), (same.mode, probe)]), loaded, same, cpu,
+                         lambda event: notices.append(event.message)).model is same.model  # nothing to redo
+    assert notices == []
+
+
+CHANNELS_LAST_OFF_ON_RANK_1 = '''
+import os
+import torch
+from torch import nn
+
+
+class ChannelsLastOffOnRank1(nn.Module):
+    """x4 bilinear, off by 1e-3 in channels_last on rank 1 only: that rank's --exec auto probe picks eager."""
+
+    def __init__(self, scale: int = 4) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.scale = scale
+
+    def forward(self, x):
+        y = nn.functional.interpolate(x, scale_factor=self.scale, mode="bilinear") * self.w
+        return y + 1e-3 if os.environ.get("RANK") == "1" and not x.is_contiguous() else y
+'''
+
+
+def test_ranks_whose_auto_probes_differ_run_rank_0s_mode(data_dir: Path, weights_dir: Path, tmp_path: Path) -> None:
+    model = tmp_path / "cl_off_on_rank1.py"
+    model.write_text(CHANNELS_LAST_OFF_ON_RANK_1)
+    import torch
+
+    torch.save({"w": torch.ones(1)}, tmp_path / "w.pth")
+    proc = _torchrun(["--model", f"{model}:ChannelsLastOffOnRank1", "--weights", str(tmp_path / "w.pth"),
+                      "--dataset", "set5", "--limit", "2", "--data-root", str(data_dir), "--device", "cpu",
+                      "--exec", "auto", "--threads", "1", "--results", str(tmp_path / "results")], weights_dir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (record,) = _records(tmp_path / "results").values()
+    assert record["exec"]["memory_format"] == "channels_last" and record["exec"]["probe"]["chosen"] == "channels_last"
+    assert {r["rank"] for r in record["images"]} == {0, 1}
+    assert all("-channels_last" in Path(s["run_log"]).name for s in record["shards"])  # rank 1 ran it too
+    assert "every rank runs channels_last" in " ".join((proc.stdout + proc.stderr).split())
