@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from sr_bench import vml_warmup
 from sr_bench import weights as checkpoint_io
 from sr_bench.errors import CheckpointError, ModelSpecError, UnknownModelError, UsageError
 from sr_bench.user_code import cpu_cuda_shims, model_phase
@@ -90,6 +91,12 @@ class LoadedModel:
     load: LoadOptions = field(default_factory=LoadOptions)  # how the checkpoint went in (strict, after-load)
     model_args: dict[str, object] = field(default_factory=dict)  # --model-args (user models; zoo models take none)
     model_file_sha256: str | None = None  # the user's model file (file.py:Class); None for zoo and plugin models
+
+    def __post_init__(self) -> None:
+        """Every forward srbench runs (eval, profile, upscale, challenge, the ``auto`` probe) is of a LoadedModel's
+        module, so this is where oneMKL's vector-math kernels are resolved on one thread first: once per process
+        (see :mod:`sr_bench.vml_warmup`)."""
+        vml_warmup.warm_up()
 
     @property
     def name(self) -> str:
