@@ -266,7 +266,10 @@ def _probe_channels_last(
     The cause is oneMKL's vector-math library, which ATen calls for ``torch.sqrt`` and other float unary ops:
     it picks each function's kernel on that function's first call, and when the intra-op threads make that
     call at the same time one of them can run a low-accuracy kernel for its whole chunk (pytorch/pytorch#188792).
-    Later calls are exact, so a discarded forward per mode makes the decision the same in every process.
+    Later calls are exact. srbench now resolves those kernels on one thread before any forward
+    (:mod:`sr_bench.vml_warmup`, called when a LoadedModel is made), so the first forward should already be exact;
+    the discarded forward per mode stays as cheap insurance (a model passed here directly, another library's
+    first-call effects), so the decision is the same in every process.
     """
     channels_last = ExecMode(memory_format="channels_last")
     x = _probe_input(shape, data_range, device)
