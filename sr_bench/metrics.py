@@ -197,9 +197,10 @@ def _even_split(size: int, block: int) -> int:
 def _ssim_terms(mu_x: torch.Tensor, mu_y: torch.Tensor, xx: torch.Tensor, yy: torch.Tensor, xy: torch.Tensor,
                 *, out: torch.Tensor) -> None:
     """The SSIM map from the filtered maps, in place (they are overwritten), as
-    ``(2 mu_x mu_y + C1)(2 cov + C2) / ((mu_x² + mu_y² + C1)(var_x + var_y + C2))``."""
+    ``(2 mu_x mu_y + C1)(2 cov + C2) / ((mu_x² + mu_y² + C1)(var_x + var_y + C2))``, rounded step by step as
+    written. ``C + 2 t`` is one op (``add`` with ``alpha=2``): doubling is exact, so it rounds once either way."""
     mxx, myy, mxy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
     var_x, var_y, cov = xx.sub_(mxx), yy.sub_(myy), xy.sub_(mxy)
-    num = mxy.mul_(2).add_(_C1).mul_(cov.mul_(2).add_(_C2))
+    num = torch.add(_C1, mxy, alpha=2, out=mxy).mul_(torch.add(_C2, cov, alpha=2, out=cov))
     den = mxx.add_(myy).add_(_C1).mul_(var_x.add_(var_y).add_(_C2))
     torch.div(num, den, out=out)
