@@ -33,9 +33,10 @@ _LUMA_BGR = (24.966, 128.553, 65.481)  # BasicSR's bgr2ycbcr weights, applied in
 
 
 _FLOAT32_EXACT = (torch.uint8, torch.float32)  # sources whose values float32 holds exactly: no first rounding
-# SSIM blocks (output rows per strip, output columns per horizontal matmul). On CPU a strip's maps stay in cache
-# and a band matmul does 2 * (32 + 10) flops per output instead of the minimal 22, at BLAS speed; elsewhere
-# (CUDA, and the memory estimate's meta device) larger blocks keep the number of kernel launches small.
+# SSIM strips: output rows per strip (and output columns per band matmul). On CPU a strip's maps stay in cache and
+# a band matmul does 2 * (32 + 10) flops per output instead of the minimal 22, at BLAS speed. Elsewhere (CUDA, and
+# the memory estimate's meta device) strips only bound the memory, and the filter is shifted slices: a GPU has the
+# bandwidth for them, and consumer GPUs are slow at float64 matmuls.
 _CPU_BLOCK = 32
 _DEVICE_BLOCK = 256
 
@@ -145,48 +146,75 @@ def _band(n: int, device: torch.device) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.float64, device=device)
 
 
+def _uses_blas(device: torch.device) -> bool:
+    """Whether SSIM filters with band matmuls (CPU) rather than shifted slices (every other device)."""
+    return device.type == "cpu"
+
+
 def _ssim_per_channel(pair: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of each channel of a (2, C, H, W) float64 pair, as a (C,) tensor.
 
-    The separable 'valid' Gaussian of the five maps (x, y, x², y², xy) is done with banded matrix products over
-    row strips of the image: a strip's products, filtered maps and SSIM terms are computed while they are in
-    cache, and the heavy work runs in BLAS instead of one memory-bound pass per tap (4-5x faster on CPU than 11
-    shifted slices per axis). Only the SSIM map itself is kept whole, for the per-channel means. Each filtered
-    value is the dot product of its 11 inputs with the taps; MKL sums it in tap order, which gives the very
-    numbers of the shifted slices (every Set5 and B100 image tested), and a BLAS that sums in another order
-    differs by ~1e-15. (Float64 convolution kernels are slow, im2col, on CPU and missing in some backends.)
+    The image is done in row strips: a strip's five maps (x, y, x², y², xy), their separable 'valid' Gaussian
+    and the SSIM terms, with only the SSIM map itself kept whole, for the per-channel means. On CPU the filter is
+    band matmuls (:func:`_band_filter`, 4-5x faster than one memory-bound pass per tap), elsewhere shifted
+    slices (:func:`_slice_filter`). Each filtered value is the dot product of its 11 inputs with the taps, summed
+    in tap order by the slices and by MKL's matmul alike: the two give the very same numbers on every Set5 and
+    B100 image tested (a BLAS that sums in another order would differ by ~1e-15). (Float64 convolution kernels
+    are slow, im2col, on CPU and missing in some backends.)
     """
     x, y = pair[0], pair[1]
     c, big_h, big_w = x.shape
     h, w = big_h - _WINDOW + 1, big_w - _WINDOW + 1
-    block = _CPU_BLOCK if x.device.type == "cpu" else _DEVICE_BLOCK
-    rows, cols = _even_split(h, block), _even_split(w, block)
-    band = _band(max(rows, cols), x.device)
-    ssim_map = torch.empty((c, h, w), dtype=torch.float64, device=x.device)
-    products = torch.empty((3, c, rows + _WINDOW - 1, big_w), dtype=torch.float64, device=x.device)
-    vertical = torch.empty((5, c, rows, big_w), dtype=torch.float64, device=x.device)
-    filtered = torch.empty((5, c, rows, w), dtype=torch.float64, device=x.device)
+    blas = _uses_blas(x.device)
+    rows = _even_split(h, _CPU_BLOCK if blas else _DEVICE_BLOCK)
+    cols = _even_split(w, _CPU_BLOCK)
+    band = _band(max(rows, cols), x.device) if blas else None
+    new = {"dtype": torch.float64, "device": x.device}
+    ssim_map = torch.empty((c, h, w), **new)
+    maps = torch.empty((5, c, rows + _WINDOW - 1, big_w), **new)
+    vertical = torch.empty((5, c, rows, big_w), **new)
+    filtered = torch.empty((5, c, rows, w), **new)
     for top in range(0, h, rows):
         n = min(rows, h - top)
         xs, ys = x[:, top : top + n + _WINDOW - 1], y[:, top : top + n + _WINDOW - 1]
-        prod = products[:, :, : n + _WINDOW - 1]
-        torch.mul(xs, xs, out=prod[0])
-        torch.mul(ys, ys, out=prod[1])
-        torch.mul(xs, ys, out=prod[2])
-        vert = vertical[:, :, :n]
-        down = band[:n, : n + _WINDOW - 1]
-        torch.matmul(down, xs, out=vert[0])
-        torch.matmul(down, ys, out=vert[1])
-        torch.matmul(down, prod.view(3 * c, n + _WINDOW - 1, big_w), out=vert[2:].view(3 * c, n, big_w))
-        vert_flat = vert.view(5 * c, n, big_w)
-        out = filtered[:, :, :n]
-        out_flat = out.view(5 * c, n, w)
-        for left in range(0, w, cols):
-            m = min(cols, w - left)
-            across = band[:m, : m + _WINDOW - 1].T
-            torch.matmul(vert_flat[:, :, left : left + m + _WINDOW - 1], across, out=out_flat[:, :, left : left + m])
+        strip = maps[:, :, : n + _WINDOW - 1]
+        strip[0].copy_(xs)
+        strip[1].copy_(ys)
+        torch.mul(xs, xs, out=strip[2])
+        torch.mul(ys, ys, out=strip[3])
+        torch.mul(xs, ys, out=strip[4])
+        shape = (5 * c, n + _WINDOW - 1, big_w)
+        vert, out = vertical[:, :, :n].view(5 * c, n, big_w), filtered[:, :, :n]
+        if band is not None:
+            _band_filter(strip.view(shape), band, cols, vert, out.view(5 * c, n, w))
+        else:
+            _slice_filter(strip.view(shape), vert, out.view(5 * c, n, w))
         _ssim_terms(*out, out=ssim_map[:, top : top + n])
     return torch.stack([channel.mean() for channel in ssim_map])
+
+
+def _band_filter(maps: torch.Tensor, band: torch.Tensor, cols: int, vert: torch.Tensor, out: torch.Tensor) -> None:
+    """'Valid' Gaussian of (N, n + 10, W) maps into ``out`` (N, n, W - 10): one matmul down, then one per block of
+    ``cols`` output columns across (``vert`` holds the vertical pass)."""
+    n, w = out.shape[1], out.shape[2]
+    torch.matmul(band[:n, : n + _WINDOW - 1], maps, out=vert)
+    for left in range(0, w, cols):
+        m = min(cols, w - left)
+        torch.matmul(vert[:, :, left : left + m + _WINDOW - 1], band[:m, : m + _WINDOW - 1].T,
+                     out=out[:, :, left : left + m])
+
+
+def _slice_filter(maps: torch.Tensor, vert: torch.Tensor, out: torch.Tensor) -> None:
+    """'Valid' Gaussian of (N, n + 10, W) maps into ``out`` (N, n, W - 10): 11 shifted, weighted slices per axis,
+    in tap order (``vert`` holds the vertical pass)."""
+    g = _gaussian_1d()
+    n, w = out.shape[1], out.shape[2]
+    torch.mul(maps[:, 0:n], g[0], out=vert)
+    for k in range(1, _WINDOW):
+        vert.add_(maps[:, k : k + n], alpha=g[k])
+    torch.mul(vert[:, :, 0:w], g[0], out=out)
+    for k in range(1, _WINDOW):
+        out.add_(vert[:, :, k : k + w], alpha=g[k])
 
 
 def _even_split(size: int, block: int) -> int:
