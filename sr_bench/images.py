@@ -160,6 +160,7 @@ def to_uint8(sr: torch.Tensor, data_range: float) -> torch.Tensor:
     Official: ``np.uint8((sr.float().clamp(0, data_range) * 255.0 / data_range).round())`` in float32 numpy,
     i.e. two float32 roundings, then round half to even. Each float32 step here is computed in float64 and
     rounded to float32, which gives the correctly rounded float32 result, so the bytes match on every device.
+    With ``data_range`` 1 the division is skipped: dividing by 1 changes nothing.
     """
     if sr.dim() == 4:
         if sr.shape[0] != 1:
@@ -169,5 +170,7 @@ def to_uint8(sr: torch.Tensor, data_range: float) -> torch.Tensor:
         raise ValueError(f"to_uint8 expects (1, 3, H, W) or (3, H, W), got {tuple(sr.shape)}")
     x = sr.detach().float().clamp(0, data_range)
     scaled = (x.double() * 255.0).float()
-    scaled = (scaled.double() / float(np.float32(data_range))).float()
+    divisor = float(np.float32(data_range))
+    if divisor != 1.0:
+        scaled = (scaled.double() / divisor).float()
     return torch.round(scaled).to(torch.uint8)

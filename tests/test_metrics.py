@@ -13,6 +13,7 @@ from PIL import Image
 from skimage.metrics import structural_similarity
 
 from conftest import require_file
+from sr_bench import metrics
 from sr_bench.errors import SrBenchError
 from sr_bench.metrics import image_metrics, psnr, ssim
 
@@ -113,6 +114,29 @@ def test_float_inputs_give_the_same_numbers(pair: tuple[np.ndarray, np.ndarray])
     as_u8 = image_metrics(sr, hr, crop_border=4)
     as_float = image_metrics(sr.float(), hr.double(), crop_border=4)
     assert as_float == as_u8
+
+
+@pytest.mark.parametrize("block", [7, 32, 500])
+def test_strip_size_leaves_the_numbers(pair: tuple[np.ndarray, np.ndarray], block: int,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """SSIM runs in row strips (and column blocks): many uneven ones, the default, or one for the whole image."""
+    sr, hr = _chw(pair[0]), _chw(pair[1])
+    default = image_metrics(sr, hr, crop_border=4)
+    monkeypatch.setattr(metrics, "_CPU_BLOCK", block)
+    for key, value in image_metrics(sr, hr, crop_border=4).items():
+        assert value == pytest.approx(default[key], abs=1e-12, rel=0), key
+
+
+@pytest.mark.parametrize("block", [40, 256])
+def test_device_filter_gives_the_cpu_numbers(pair: tuple[np.ndarray, np.ndarray], block: int,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off the CPU the Gaussian is shifted slices instead of band matmuls; run here on CPU, in several strips or one."""
+    sr, hr = _chw(pair[0]), _chw(pair[1])
+    cpu = image_metrics(sr, hr, crop_border=4)
+    monkeypatch.setattr(metrics, "_uses_blas", lambda device: False)
+    monkeypatch.setattr(metrics, "_DEVICE_BLOCK", block)
+    for key, value in image_metrics(sr, hr, crop_border=4).items():
+        assert value == pytest.approx(cpu[key], abs=1e-12, rel=0), key
 
 
 def test_ssim_matches_scikit_image(pair: tuple[np.ndarray, np.ndarray]) -> None:
